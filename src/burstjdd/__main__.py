@@ -1,0 +1,5 @@
+import sys
+
+from burstjdd.cli import main
+
+sys.exit(main())

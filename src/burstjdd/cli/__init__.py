@@ -1,0 +1,62 @@
+"""The ``burstjdd`` command line: a thin layer that parses arguments and calls the library.
+
+Each subcommand lives in its own module of this package and exposes
+
+* ``NAME: str`` and ``HELP: str``,
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``,
+* ``run(args: argparse.Namespace) -> int`` (the exit status).
+
+Command modules import the library (torch, models) inside ``run`` only, so building the parser
+and ``burstjdd --help`` stay fast.
+Errors of type :class:`burstjdd.errors.BurstJDDError` (and ``OSError``) are printed as one line
+on stderr with exit status 2; nothing is left half-written because every writer is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from burstjdd import __version__
+from burstjdd.errors import BurstJDDError
+
+# (subcommand, module, one-line help). Order is the order shown by --help.
+COMMANDS: tuple[tuple[str, str, str], ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="burstjdd",
+        description="Turn a burst of noisy raw photos into one clean full-colour image.",
+    )
+    parser.add_argument("--version", action="version", version=f"burstjdd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (BurstJDDError, OSError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"burstjdd {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("burstjdd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

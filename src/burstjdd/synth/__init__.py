@@ -1,0 +1,1 @@
+"""burstjdd.synth."""
