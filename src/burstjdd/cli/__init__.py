@@ -23,7 +23,9 @@ from burstjdd import __version__
 from burstjdd.errors import BurstJDDError
 
 # (subcommand, module, one-line help). Order is the order shown by --help.
-COMMANDS: tuple[tuple[str, str, str], ...] = ()
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("info", "burstjdd.cli.info", "show what a burst file contains"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
