@@ -1,0 +1,478 @@
+"""Typed training configuration: frozen dataclasses, YAML only serialises them.
+
+A :class:`TrainConfig` has six sections, ``model``, ``data``, ``optim``, ``schedule``, ``loss`` and
+``run``; the defaults are the official run (official-code-notes §7, METHOD.md §6). YAML files
+(``configs/*.yaml``) may give any subset of keys; missing keys take the defaults. Loading is
+strict: an unknown key is an error naming the dotted key (``optim.lr_gg``), a value of the wrong
+type is an error naming the key and the expected type (checked against the dataclass type hints),
+and out-of-range values are errors too. Command-line overrides are ``key.sub=value`` with the value
+parsed by ``yaml.safe_load`` (``optim.lr_g=2e-4``, ``optim.betas=[0.9,0.999]``,
+``model.overrides.nf=32``) and type-checked the same way. Every error is a one-line
+:class:`~burstjdd.errors.ConfigError` (or :class:`~burstjdd.errors.DataError` for a missing data
+path in :func:`validate`).
+
+PyYAML reads ``1e-4`` (no dot) as a string; a float field accepts such a string when it spells a
+number, so learning rates can be written the usual way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from burstjdd.errors import ConfigError, DataError
+from burstjdd.models.jddb import ModelConfig, make_config
+from burstjdd.raw.io import atomic_output
+from burstjdd.train.losses import LossWeights
+from burstjdd.train.schedule import (
+    BM_LOSS_UNTIL,
+    ETA_MIN,
+    RESTART_PERIODS,
+    TEMPERATURE_SWITCH,
+    TEMPERATURES,
+    check_fraction,
+    cycle_bounds,
+)
+
+Precision = Literal["auto", "fp32", "bf16"]
+BUILTIN_SOURCES = ("builtin:skimage", "builtin:dead_leaves")  # data sources with no path
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+# ---------------------------------------------------------------------- type checking
+
+
+def _type_name(tp: Any) -> str:
+    """Human name of a type hint, in YAML words (tuples and lists are both YAML lists)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return "any value"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    if origin is list:
+        return f"a list of {_type_name(args[0])}"
+    if origin is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against the type hint ``tp`` (lists become tuples for tuple fields).
+
+    Raises ConfigError "<key> must be <type>, got <type> <value>" on a mismatch.
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+
+    def wrong() -> ConfigError:
+        return ConfigError(
+            f"{key} must be {_type_name(tp)}, got {type(value).__name__} {_short(value)}")
+
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise wrong()
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise wrong()
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                pass
+        raise wrong()
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise wrong()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise wrong()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)
+        raise wrong()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise wrong()
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise wrong()
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise wrong()
+            items = [_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            items = [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise wrong()
+        value_type = args[1]
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{key} keys must be strings, got {type(k).__name__} {_short(k)}")
+            out[k] = _convert(v, value_type, f"{key}.{k}")
+        return out
+    raise TypeError(f"config field {key}: unsupported type hint {tp!r}")  # a bug, not bad input
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a dataclass's fields (ClassVars left out), in field order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+class _Section:
+    """Mixin of the config sections: type-checks its fields (turning YAML lists into tuples) and
+    then runs the section's value checks, naming keys as ``<name>.<field>``."""
+
+    name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for name, tp in _hints(type(self)).items():
+            object.__setattr__(self, name, _convert(getattr(self, name), tp, f"{self.name}.{name}"))
+        self.check()
+
+    def check(self) -> None:
+        """Value checks (ranges, consistency); ConfigError naming the dotted key."""
+
+    def _require(self, ok: bool, field_name: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{self.name}.{field_name} must be {what}, got "
+                              f"{_short(getattr(self, field_name))}")
+
+
+# ---------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ModelSection(_Section):
+    """Which network: ``preset`` ("paper" | "compact"), ablation ``variant`` ("full", "no_align",
+    "ca_only", "ra_only", "no_e2e", "deep_ra", "no_ip") and ModelConfig field ``overrides``
+    (see :func:`burstjdd.models.jddb.build_model`)."""
+
+    name: ClassVar[str] = "model"
+    preset: str = "paper"
+    variant: str = "full"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(self) -> ModelConfig:
+        """The ModelConfig this section describes (ConfigError if the preset, variant or an
+        override is unknown or invalid)."""
+        try:
+            return make_config(self.preset, self.variant, **self.overrides)
+        except TypeError as exc:  # dataclasses.replace with an unknown field
+            raise ConfigError(f"model.overrides: {exc}") from None
+
+
+@dataclass(frozen=True)
+class DataSection(_Section):
+    """Training data. ``paths``: image folders, clip folders (REDS layout) or video files, or a
+    built-in source (``builtin:skimage``, ``builtin:dead_leaves``); ``weights``: sampling weight of
+    each source (None = equal); ``crop``: GT crop side in full-resolution pixels (128 officially;
+    a multiple of 8, the LR grid); ``search_radius``: coarse-alignment radius in full-resolution
+    pixels during training (64: the official training yaml's search_window; the frames given to
+    the model carry crop + 2·radius of context); ``frames``: burst length N; ``workers``:
+    DataLoader workers per process; ``val_paths``: validation sources (empty: no validation)."""
+
+    name: ClassVar[str] = "data"
+    paths: tuple[str, ...] = ()
+    weights: tuple[float, ...] | None = None
+    crop: int = 128
+    search_radius: int = 64
+    frames: int = 5
+    workers: int = 4
+    val_paths: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        self._require(self.weights is None or (
+            len(self.weights) == len(self.paths) and all(w >= 0 for w in self.weights)
+            and sum(self.weights) > 0), "weights",
+            f"null or {len(self.paths)} weights >= 0 (one per path) with a positive sum")
+        self._require(self.crop > 0 and self.crop % 8 == 0, "crop",
+                      "a positive multiple of 8 (full-resolution pixels)")
+        self._require(self.search_radius >= 0, "search_radius", ">= 0 (full-resolution pixels)")
+        self._require(self.frames >= 1, "frames", ">= 1")
+        self._require(self.workers >= 0, "workers", ">= 0")
+
+
+@dataclass(frozen=True)
+class OptimSection(_Section):
+    """Adam for G (``lr_g``) and the DSNet (``lr_dsnet``), ``betas``, ``weight_decay``;
+    ``grad_clip``: max global gradient norm or null (none, as the official code); ``batch_size``:
+    samples per step over all processes (official: 2 = 1 per GPU × 2 GPUs)."""
+
+    name: ClassVar[str] = "optim"
+    lr_g: float = 1e-4
+    lr_dsnet: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    batch_size: int = 2
+
+    def check(self) -> None:
+        self._require(self.lr_g > 0, "lr_g", "> 0")
+        self._require(self.lr_dsnet > 0, "lr_dsnet", "> 0")
+        self._require(all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
+        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self._require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "null or > 0")
+        self._require(self.batch_size >= 1, "batch_size", ">= 1")
+
+
+@dataclass(frozen=True)
+class ScheduleSection(_Section):
+    """Run length and the fractions of it (:mod:`burstjdd.train.schedule`): ``restart_periods``
+    (cosine cycles, sum 1), ``eta_min``, DPBM softmax ``temperatures`` (before, after) switched
+    at ``temperature_switch``, L_BM on until ``bm_loss_until``."""
+
+    name: ClassVar[str] = "schedule"
+    total_steps: int = 600_000
+    restart_periods: tuple[float, ...] = RESTART_PERIODS
+    eta_min: float = ETA_MIN
+    temperatures: tuple[float, float] = TEMPERATURES
+    temperature_switch: float = TEMPERATURE_SWITCH
+    bm_loss_until: float = BM_LOSS_UNTIL
+
+    def check(self) -> None:
+        self._require(self.total_steps >= 1, "total_steps", ">= 1")
+        try:
+            cycle_bounds(self.total_steps, self.restart_periods)
+        except ConfigError as exc:
+            raise ConfigError(f"schedule.restart_periods: {exc}") from None
+        check_fraction(self.temperature_switch, "schedule.temperature_switch")
+        check_fraction(self.bm_loss_until, "schedule.bm_loss_until")
+        self._require(self.eta_min >= 0, "eta_min", ">= 0")
+        self._require(all(t > 0 for t in self.temperatures), "temperatures", "two numbers > 0")
+
+
+LossSection = LossWeights  # the ``loss`` section: beta, rho, eta of paper Eq. 9
+
+
+@dataclass(frozen=True)
+class RunSection(_Section):
+    """Where and how: ``out_dir`` (checkpoints, logs), ``seed``, ``log_every`` /
+    ``val_every`` / ``checkpoint_every`` in steps, ``device`` ("auto", "cpu", "cuda", "cuda:N",
+    "mps"), ``precision`` ("auto": bf16 autocast where the device supports it, else fp32)."""
+
+    name: ClassVar[str] = "run"
+    out_dir: str = "runs/train"
+    seed: int = 0
+    log_every: int = 100
+    val_every: int = 50_000
+    checkpoint_every: int = 50_000
+    device: str = "auto"
+    precision: Precision = "auto"
+
+    def check(self) -> None:
+        self._require(bool(self.out_dir.strip()), "out_dir", "a non-empty path")
+        self._require(self.seed >= 0, "seed", ">= 0")
+        for name in ("log_every", "val_every", "checkpoint_every"):
+            self._require(getattr(self, name) >= 1, name, ">= 1 (steps)")
+        self._require(bool(_DEVICE.fullmatch(self.device)), "device",
+                      "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run; the defaults are the official one (data paths excepted)."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    loss: LossWeights = field(default_factory=LossWeights)
+    run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self) -> None:
+        for name, cls in _hints(TrainConfig).items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got "
+                                  f"{type(getattr(self, name)).__name__}")
+
+
+# ---------------------------------------------------------------------- dict / YAML
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict of ``cfg`` (tuples as lists), ready for ``yaml.safe_dump``."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {name: {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+            for name, section in ((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))}
+
+
+def config_from_dict(data: Any, source: str = "config") -> TrainConfig:
+    """Build a TrainConfig from nested mappings (missing keys: defaults), strictly: unknown keys
+    and wrong types raise ConfigError "<source>: <dotted key> ..."."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    hints = _hints(TrainConfig)
+    _reject_unknown(data, hints, "", source)
+    sections = {}
+    for name, cls in hints.items():
+        values = data.get(name)
+        values = {} if values is None else values
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {name} must be a mapping (section), got "
+                              f"{type(values).__name__} {_short(values)}")
+        field_hints = _hints(cls)
+        _reject_unknown(values, field_hints, f"{name}.", source)
+        try:
+            kwargs = {k: _convert(v, field_hints[k], f"{name}.{k}") for k, v in values.items()}
+            sections[name] = cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return TrainConfig(**sections)
+
+
+def _reject_unknown(values: Mapping, known: Mapping[str, Any], prefix: str, source: str) -> None:
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}' (known: "
+                              f"{', '.join(prefix + k for k in known)})")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style sections, flow-style lists of scalars (``betas: [0.9, 0.99]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
+    flat = all(not isinstance(v, (list, dict)) for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flat)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """YAML text of ``cfg`` (every key, sections in order; ``from_yaml`` inverts it exactly)."""
+    return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False,
+                     default_flow_style=False, width=100)
+
+
+def from_yaml(text: str, source: str = "<yaml>") -> TrainConfig:
+    """Parse YAML text (``yaml.safe_load``) into a TrainConfig; ConfigError naming ``source``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    return config_from_dict(data, source)
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config file, then apply ``key.sub=value`` overrides (:func:`apply_overrides`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.__class__.__name__}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    return apply_overrides(from_yaml(text, str(path)), overrides)
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Write ``to_yaml(cfg)`` to ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Apply command-line overrides ``section.key=value`` (value parsed by ``yaml.safe_load``;
+    ``model.overrides.<field>=value`` sets a ModelConfig override) and re-check everything."""
+    if not overrides:
+        return cfg
+    data = config_to_dict(cfg)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected key.sub=value, e.g. optim.lr_g=2e-4")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        *parents, leaf = key.split(".")
+        node = data
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})  # a new key is reported as unknown just below
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: '{'.'.join(parents[:depth + 1])}' is a "
+                                  f"value, not a section")
+            node = child
+        node[leaf] = value
+        data = config_to_dict(config_from_dict(data, f"override {item!r}"))
+    return config_from_dict(data, "overrides")
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def validate(cfg: TrainConfig, *, check_paths: bool = True) -> TrainConfig:
+    """Checks that need more than one field or the outside world; returns ``cfg``.
+
+    The model section must build a ModelConfig; the run needs at least one data path; eta_min
+    must be below both learning rates; with ``check_paths`` every data path (not ``builtin:``)
+    must exist (DataError naming it).
+    """
+    cfg.model.model_config()
+    if not cfg.data.paths:
+        raise ConfigError("data.paths is empty: give at least one training source")
+    if cfg.schedule.eta_min >= min(cfg.optim.lr_g, cfg.optim.lr_dsnet):
+        raise ConfigError(f"schedule.eta_min ({cfg.schedule.eta_min}) must be below the learning "
+                          f"rates (optim.lr_g {cfg.optim.lr_g}, "
+                          f"optim.lr_dsnet {cfg.optim.lr_dsnet})")
+    for key in ("paths", "val_paths"):
+        for p in getattr(cfg.data, key):
+            if p.startswith("builtin:"):
+                if p not in BUILTIN_SOURCES:
+                    raise ConfigError(f"data.{key}: unknown built-in source {p!r} (known: "
+                                      f"{', '.join(BUILTIN_SOURCES)})")
+            elif check_paths and not Path(p).expanduser().exists():
+                raise DataError(f"data.{key}: {p} does not exist")
+    return cfg
+
+
+__all__ = [
+    "BUILTIN_SOURCES", "DataSection", "LossSection", "ModelSection", "OptimSection", "Precision",
+    "RunSection", "ScheduleSection", "TrainConfig", "apply_overrides", "config_from_dict",
+    "config_to_dict", "from_yaml", "load_config", "save_config", "to_yaml", "validate",
+]
