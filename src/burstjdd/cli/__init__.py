@@ -25,6 +25,7 @@ from burstjdd.errors import BurstJDDError
 # (subcommand, module, one-line help). Order is the order shown by --help.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("info", "burstjdd.cli.info", "show what a burst file contains"),
+    ("simulate", "burstjdd.cli.simulate", "simulate noisy raw bursts with known motion from photos or clips"),
 )
 
 

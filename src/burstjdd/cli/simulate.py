@@ -1,0 +1,116 @@
+"""``burstjdd simulate SRC -o OUT``: noisy raw bursts with known motion from photos or clips."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+NAME = "simulate"
+HELP = "simulate noisy raw bursts with known motion from photos or clips"
+
+
+def _crop(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad crop {text!r}: expected WxH, e.g. 256x192")
+    width, height = int(match[1]), int(match[2])
+    return height, width
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "src", metavar="SRC",
+        help="an image, a video file, a folder of images (one burst per image), a folder of "
+             "clip folders <root>/<clip>/<frame> or of videos (one burst per clip), "
+             "stills:FOLDER (images in sub-folders too, one burst each), or with --clip a "
+             "folder holding the frames of one clip",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="a .npz file for one burst, else a folder (created) of <name>.npz")
+    parser.add_argument("--frames", type=int, default=5, metavar="N",
+                        help="frames per burst (default 5)")
+    parser.add_argument("--noise", default="high", metavar="LEVEL",
+                        help="low, high (PROTOCOL.md levels) or SHOT,READ (default high)")
+    parser.add_argument("--max-shift", type=float, default=64.0, metavar="PX",
+                        help="stills: largest camera shift between neighbouring frames, full-res "
+                             "pixels (default 64)")
+    parser.add_argument("--objects", type=int, default=2, metavar="K",
+                        help="independently moving objects per burst (default 2)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed; burst NAME of a folder uses a seed derived from "
+                             "(S, NAME)")
+    parser.add_argument("--crop", type=_crop, default=None, metavar="WxH",
+                        help="output size (even); default: the largest the motion allows")
+    parser.add_argument("--cfa", default="RGGB", help="Bayer pattern of the mosaics (default RGGB)")
+    parser.add_argument("--clip", action="store_true",
+                        help="read a folder of images as the frames of ONE clip")
+    parser.add_argument("--clip-motion", action="store_true",
+                        help="clips: add the synthetic motion on top of their own (flow not "
+                             "stored)")
+    parser.add_argument("--downscale", type=int, default=2, metavar="F",
+                        help="video files: decode at 1/F size (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from burstjdd.errors import DataError
+    from burstjdd.raw.io import write_npz
+    from burstjdd.synth.burst import simulate_burst
+    from burstjdd.synth.sources import (
+        IMAGE_EXTENSIONS,
+        VIDEO_EXTENSIONS,
+        ClipFolderSource,
+        ImageFile,
+        derive_seed,
+        open_source,
+    )
+
+    src, out = Path(args.src), Path(args.output)
+    options = dict(
+        n_frames=args.frames, noise=args.noise, max_shift=args.max_shift, n_objects=args.objects,
+        crop=args.crop, cfa=args.cfa, clip_motion=args.clip_motion,
+    )
+    single = src.is_file() or args.clip
+    if single:
+        if src.is_file() and src.suffix.lower() in IMAGE_EXTENSIONS:
+            frames = [ImageFile(src)]
+        elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
+            frames = open_source(src, downscale=args.downscale).clip(0)
+        elif src.is_dir():
+            frames = ClipFolderSource(src).clip(0)
+        else:
+            raise DataError(f"{src}: not an image, a video or a folder")
+        if out.suffix.lower() != ".npz":
+            raise DataError(f"{out}: one burst is written to a .npz file")
+        burst = simulate_burst(frames, seed=args.seed, **options)
+        write_npz(burst, out)
+        print(f"wrote {out}: {burst.n_frames} frames {burst.width}x{burst.height}, {burst.cfa}")
+        return 0
+
+    source = open_source(src, downscale=args.downscale)
+    if out.suffix.lower() == ".npz" or out.is_file():
+        raise DataError(f"{out}: {src} holds {len(source)} bursts; give an output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    names = getattr(source, "clip_names", None)
+    root = getattr(source, "root", None)
+    used: set[str] = set()
+    for i in tqdm(range(len(source)), desc="simulate", unit="burst"):
+        frames = source.clip(i)
+        first = Path(frames[0].label.split("#")[0])
+        if names is not None:
+            name = names[i]
+        else:  # set/photo.png -> set_photo
+            rel = first.relative_to(root) if root is not None else Path(first.name)
+            name = "_".join(rel.with_suffix("").parts)
+            if name in used:  # photo.jpg beside photo.png
+                name = "_".join(rel.parts)
+        used.add(name)
+        burst = simulate_burst(frames, seed=derive_seed(args.seed, name), **options)
+        write_npz(burst, out / f"{name}.npz")
+    skipped = {k: v for k, v in source.skipped.items() if v}
+    note = f" (skipped: {', '.join(f'{v} {k}' for k, v in skipped.items())})" if skipped else ""
+    print(f"wrote {len(source)} bursts to {out}{note}")
+    return 0
