@@ -25,7 +25,16 @@ from burstjdd.errors import BurstJDDError
 # (subcommand, module, one-line help). Order is the order shown by --help.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("info", "burstjdd.cli.info", "show what a burst file contains"),
-    ("simulate", "burstjdd.cli.simulate", "simulate noisy raw bursts with known motion from photos or clips"),
+    (
+        "simulate",
+        "burstjdd.cli.simulate",
+        "simulate noisy raw bursts with known motion from photos or clips",
+    ),
+    (
+        "convert-official",
+        "burstjdd.cli.convert",
+        "convert the authors' released checkpoints to burstjdd weights",
+    ),
 )
 
 

@@ -1,0 +1,423 @@
+"""The two-stage alignment network for JDD-B (Guo et al., CVPR 2022), composed from a typed config.
+
+Pipeline (METHOD.md §1): DSNet features → DPBM coarse alignment of reference patches
+(``coarse``), then per-frame features → PCD refined alignment → bidirectional ConvGRU fusion →
+learned 2× up-conversion → 3-scale UNet → linear camera RGB (``reconstruct``).
+
+Top-level submodules and the official state-dict prefixes they correspond to
+(official-code-notes §2 "State-dict prefixes"; G = JDDB_BiGRU, DSNet = CNN_downsampling):
+
+====================  ==========================================================================
+ours                  official
+====================  ==========================================================================
+dsnet.simple_block.*  DSNet checkpoint ``simple_block.{0,1,3,4,6}`` (None unless ca="dpbm")
+feature_extract.*     G ``feature_extract`` (SimpleBlock: same ``simple_block.{i}`` inside)
+feature_blocks.{i}.*  G ``feature_extract_acse{i+1}`` (ACNSeBlock, same inner names), i = 0..3
+align.pyramid.*       G ``pcd_align.fea_L2_conv1/fea_L2_conv2/fea_L3_conv1/fea_L3_conv2``
+                      = ``l2_down/l2_conv/l3_down/l3_conv``
+align.l{L}_*          G ``pcd_align.pcd_align.L{L}_*_1``: offset_conv{k} → l{L}_offset_conv{k},
+                      dcnpack → l{L}_dcn (``weight``, ``bias``, ``conv_offset_mask.*``; the
+                      deep_ra ``l3_dcn.offset_layers.*`` have no official counterpart),
+                      fea_conv → l{L}_fea_conv
+fusion.cell.conv_z/r/q  G ``ConvBGRU.forward_net.convz/convr/convq``
+fusion.conv_1x1       G ``ConvBGRU.conv_1x1``
+feature_up            G ``feature_up``
+unet.enc1_conv/enc1_att/down1          G ``conv_block_s1/acse_block_s1/pool1``
+unet.enc2_conv/enc2_att/down2          G ``conv_block_s2/acse_block_s2/pool2``
+unet.mid_conv1/mid_att/mid_conv2       G ``conv_block_s3/acse_block_s3/conv_block_s3_2``
+unet.up1/dec1_conv/dec1_att            G ``up1/conv_block_s4/acse_block_s4``
+unet.up2/dec2_conv                     G ``up2/conv_block_s5``
+====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from burstjdd.errors import BurstFormatError, ConfigError
+
+from .blocks import ACNSeBlock, SimpleBlock
+from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
+from .dsnet import DSNet, bicubic_features
+from .fusion import BiGRUFusion
+from .pcd import PCDAlignment
+from .unet import UNet, feature_upsampler
+
+CA_MODES = ("dpbm", "bicubic", "none")
+LR_SCALE = 4  # packed pixels per LR (DSNet) pixel
+FULL_RES_PER_LR = 8  # full-resolution pixels per LR pixel
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of :class:`TwoStageJDDB` (the defaults are the official network).
+
+    nf: feature width (UNet widths nf, 2nf, 4nf); deformable_groups: DCN offset groups;
+    extract_blocks: ACNSe blocks after the per-frame SimpleBlock; dsnet_width: DSNet channels;
+    ca: coarse alignment, "dpbm" (DSNet + differentiable block matching), "bicubic" (plain hard
+    block matching on bicubic ×1/4 raw, no DSNet, no gradient: the ``no_e2e`` ablation) or
+    "none"; ra: PCD refined alignment (off: per-frame features go straight to fusion);
+    ra_extra_offset_layers: extra conv layers in the level-3 offset branch (``deep_ra``);
+    use_interp: train with the interpolation loss L_ip (read by training; the forward takes an
+    explicit ``interp`` argument); search_stride, refine, propagate: DPBM stage-1 stride on the
+    LR grid, stride-1 refinement, temporal propagation of the search centre.
+    """
+
+    nf: int = 64
+    deformable_groups: int = 8
+    extract_blocks: int = 4
+    dsnet_width: int = 16
+    ca: str = "dpbm"
+    ra: bool = True
+    ra_extra_offset_layers: int = 0
+    use_interp: bool = True
+    search_stride: int = 2
+    refine: bool = True
+    propagate: bool = True
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("nf", 2), ("deformable_groups", 1), ("extract_blocks", 0),
+                              ("dsnet_width", 1), ("ra_extra_offset_layers", 0),
+                              ("search_stride", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ConfigError(
+                    f"model config: {name} must be an integer >= {minimum}, got {value!r}"
+                )
+        for name in ("ra", "use_interp", "refine", "propagate"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"model config: {name} must be true or false, got {value!r}")
+        if self.ca not in CA_MODES:
+            raise ConfigError(
+                f"model config: ca must be one of {', '.join(CA_MODES)}, got {self.ca!r}"
+            )
+        if self.nf % 2 or self.nf % self.deformable_groups:
+            raise ConfigError(
+                f"model config: nf={self.nf} must be even and divisible by "
+                f"deformable_groups={self.deformable_groups}"
+            )
+        if self.ra_extra_offset_layers and not self.ra:
+            raise ConfigError("model config: ra_extra_offset_layers > 0 needs ra=true")
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),  # the official network: G 12,052,144 parameters, DSNet 9,840
+    "compact": ModelConfig(nf=32),  # ~4x fewer FLOPs, for CPU users
+}
+
+VARIANTS: dict[str, dict[str, object]] = {  # METHOD.md §2, paper Table 4 / supplement Table 1
+    "full": {},
+    "no_align": {"ca": "none", "ra": False},
+    "ca_only": {"ra": False},
+    "ra_only": {"ca": "none"},
+    "no_e2e": {"ca": "bicubic"},
+    "deep_ra": {"ca": "none", "ra": True, "ra_extra_offset_layers": 16},
+    "no_ip": {"use_interp": False},
+}
+
+
+@dataclass
+class JDDBOutput:
+    """image (B, 3, 2P, 2P) linear camera RGB of the reference; interp: the same decoded
+    without the reference frame's own features (L_ip) or None; ca: the coarse alignment that
+    produced the patches (None when no coarse alignment ran)."""
+
+    image: Tensor
+    interp: Tensor | None
+    ca: CoarseAlignment | None
+
+
+def _check_burst(frames: Tensor, noise: Tensor) -> tuple[int, int, int, int]:
+    """Raise BurstFormatError unless frames and noise are equal-shape (B, N, 4, H, W)."""
+    if frames.dim() != 5 or frames.shape[2] != 4 or frames.shape != noise.shape:
+        raise BurstFormatError(
+            f"expected frames and noise of shape (B, N, 4, H, W), got {tuple(frames.shape)} "
+            f"and {tuple(noise.shape)}"
+        )
+    b, n, _, h, w = frames.shape
+    if b == 0 or n == 0 or h == 0 or w == 0:
+        raise BurstFormatError(f"empty burst: frames {tuple(frames.shape)}")
+    return b, n, h, w
+
+
+def _check_ref(ref: int | None, n: int) -> int:
+    if ref is None:
+        return n // 2
+    if isinstance(ref, bool) or not isinstance(ref, int) or not 0 <= ref < n:
+        raise BurstFormatError(f"reference index {ref!r} out of range for a burst of {n} frames")
+    return ref
+
+
+def _check_origins(
+    origins: Tensor | Sequence, b: int, h: int, w: int, size: int, device: torch.device
+) -> Tensor:
+    """Validate patch origins (B, K, 2) and size P (packed pixels) against (H, W) frames:
+    integers, multiples of 4 (the LR grid), patches inside the frame. Returns them as long."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % LR_SCALE:
+        raise BurstFormatError(
+            f"patch size must be a positive multiple of {LR_SCALE} packed pixels, got {size!r}"
+        )
+    if h % LR_SCALE or w % LR_SCALE:
+        raise BurstFormatError(
+            f"coarse alignment needs H, W multiples of {LR_SCALE}, got frames of {h}x{w}"
+        )
+    origins = torch.as_tensor(origins, device=device)
+    if origins.dim() != 3 or origins.shape[0] != b or origins.shape[2] != 2 \
+            or origins.is_floating_point() or origins.dtype == torch.bool:
+        raise BurstFormatError(
+            f"origins must be integer (B={b}, K, 2), got {tuple(origins.shape)} {origins.dtype}"
+        )
+    origins = origins.long()
+    # One host sync per call: the origins are few and usually come from the host anyway.
+    if bool((origins % LR_SCALE != 0).any()):
+        raise BurstFormatError(
+            f"patch origins must be multiples of {LR_SCALE} packed pixels (the LR grid)"
+        )
+    limit = torch.tensor([h - size, w - size], device=device)
+    if bool(((origins < 0) | (origins > limit)).any()):
+        raise BurstFormatError(
+            f"a {size}x{size} patch origin lies outside frames of {h}x{w} packed pixels"
+        )
+    return origins
+
+
+def _crop_patches(x: Tensor, origins: Tensor, size: int) -> Tensor:
+    """x (B, N, C, H, W), origins (B, K, 2) long top-left (row, col) → (B, K, N, C, P, P)."""
+    b = x.shape[0]
+    ar = torch.arange(size, device=x.device)
+    rows = origins[..., 0:1] + ar  # (B, K, P)
+    cols = origins[..., 1:2] + ar  # (B, K, P)
+    bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    patches = x.permute(0, 3, 4, 1, 2)[bi, rows[:, :, :, None], cols[:, :, None, :]]
+    return patches.permute(0, 1, 4, 5, 2, 3)  # (B, K, P, P, N, C) -> (B, K, N, C, P, P)
+
+
+def _empty_diagnostics(
+    b: int, k: int, n: int, device: torch.device, dtype: torch.dtype
+) -> MatchDiagnostics:
+    """Diagnostics of a search that tried no candidate (M = 0): ca="none"."""
+    return MatchDiagnostics(
+        candidates=torch.zeros(b, k, n, 0, 2, dtype=torch.long, device=device),
+        distances=torch.zeros(b, k, n, 0, dtype=dtype, device=device),
+        weights=torch.zeros(b, k, n, 0, dtype=dtype, device=device),
+        valid=torch.zeros(b, k, n, 0, dtype=torch.bool, device=device),
+        guide_distances=None,
+    )
+
+
+class TwoStageJDDB(nn.Module):
+    """Generator G (+ DSNet) of the two-stage alignment network, built from a ModelConfig.
+
+    ``seed`` (optional) makes the initialisation deterministic without touching the caller's
+    global RNG state (the layers draw from a forked, seeded default generator).
+    """
+
+    def __init__(self, config: ModelConfig, *, seed: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ConfigError(f"TwoStageJDDB needs a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+        with rng:
+            if seed is not None:
+                torch.manual_seed(seed)
+            nf = config.nf
+            self.dsnet = DSNet(config.dsnet_width) if config.ca == "dpbm" else None
+            self.feature_extract = SimpleBlock(5, nf, 8, nf)
+            self.feature_blocks = nn.ModuleList(
+                ACNSeBlock(nf) for _ in range(config.extract_blocks)
+            )
+            self.align = (
+                PCDAlignment(nf, config.deformable_groups, config.ra_extra_offset_layers)
+                if config.ra else None
+            )
+            self.fusion = BiGRUFusion(nf)
+            self.feature_up = feature_upsampler(nf)
+            self.unet = UNet(nf, 3)
+
+    # ------------------------------------------------------------------ parameters
+    def dsnet_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the DSNet (own learning rate, 1e-5 officially); none unless ca="dpbm"."""
+        return iter(()) if self.dsnet is None else self.dsnet.parameters()
+
+    def g_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the generator G: everything except the DSNet (lr 1e-4 officially)."""
+        for name, p in self.named_parameters():
+            if not name.startswith("dsnet."):
+                yield p
+
+    # ------------------------------------------------------------------ coarse alignment
+    def ca_features(self, frames: Tensor) -> Tensor:
+        """Matching features on the LR grid: frames (B, N, 4, H, W) noisy packed raw →
+        (B, N, C, ceil(H/4), ceil(W/4)); DSNet (C = dsnet_width, differentiable) for ca="dpbm",
+        bicubic ×1/4 (C = 4, no gradient) for ca="bicubic"."""
+        if frames.dim() != 5 or frames.shape[2] != 4:
+            raise BurstFormatError(
+                f"expected frames of shape (B, N, 4, H, W), got {tuple(frames.shape)}"
+            )
+        if self.config.ca == "none":
+            raise ConfigError("model config ca='none' has no coarse-alignment features")
+        b, n = frames.shape[:2]
+        folded = frames.reshape(b * n, *frames.shape[2:])
+        feats = self.dsnet(folded) if self.dsnet is not None else bicubic_features(folded)
+        return feats.view(b, n, *feats.shape[1:])
+
+    def coarse(
+        self,
+        frames: Tensor,
+        noise: Tensor,
+        ref: int,
+        origins: Tensor | Sequence,
+        size: int,
+        radius_px: float,
+        temperature: float | None = None,
+        guide: Tensor | None = None,
+    ) -> CoarseAlignment:
+        """Coarse alignment (DPBM, paper §3.1) of K reference patches per sample.
+
+        frames/noise (B, N, 4, H, W) packed, H and W multiples of 4; origins (B, K, 2) top-left
+        (row, col) of each reference patch in PACKED pixels, multiples of 4 (the reference crop
+        lives on the LR grid, official-code-notes §8 item 7); size P packed pixels, a multiple
+        of 4; radius_px search radius in FULL-RESOLUTION pixels (1 LR px = 8 full-res px, so
+        R_lr = ceil(radius_px / 8)); temperature None = hard argmin, float = soft (training;
+        ignored for ca="bicubic", which is plain hard block matching); guide (B, N, C, H/4, W/4)
+        clean guidance features for L_BM or None. ca="none" just crops the patches.
+        Returns a CoarseAlignment with frames/noise (B, K, N, 4, P, P).
+        """
+        b, n, h, w = _check_burst(frames, noise)
+        ref = _check_ref(ref, n)
+        origins = _check_origins(origins, b, h, w, size, frames.device)
+        if radius_px < 0:
+            raise BurstFormatError(f"search radius must be >= 0 full-res pixels, got {radius_px}")
+
+        if self.config.ca == "none":
+            k = origins.shape[1]
+            return CoarseAlignment(
+                frames=_crop_patches(frames, origins, size),
+                noise=_crop_patches(noise, origins, size),
+                offsets_lr=torch.zeros(b, k, n, 2, dtype=torch.long, device=frames.device),
+                stage1=_empty_diagnostics(b, k, n, frames.device, frames.dtype),
+                stage2=None,
+            )
+        cfg = self.config
+        return coarse_align(
+            self.ca_features(frames), frames, noise, ref,
+            origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / FULL_RES_PER_LR),
+            stride=cfg.search_stride, refine=cfg.refine, propagate=cfg.propagate,
+            temperature=temperature if cfg.ca == "dpbm" else None, scale=LR_SCALE, guide=guide,
+        )
+
+    # ------------------------------------------------------------------ refined alignment + fusion
+    def reconstruct(
+        self, frames: Tensor, noise: Tensor, ref: int, interp: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Refined alignment, fusion and decoding of (coarsely aligned) packed patches.
+
+        frames/noise (B, N, 4, h, w) packed raw and noise map, h and w multiples of 4 →
+        image (B, 3, 2h, 2w) linear camera RGB of frame ``ref``, and, when ``interp``, the image
+        decoded from the GRU states before the reference (paper Eq. 7) else None.
+        """
+        b, n, h, w = _check_burst(frames, noise)
+        ref = _check_ref(ref, n)
+        if h % 4 or w % 4:
+            raise BurstFormatError(
+                f"reconstruct needs h, w multiples of 4, got frames {tuple(frames.shape)}"
+            )
+        x = torch.cat([frames, noise], dim=2).reshape(b * n, 8, h, w)  # per frame [y, M] (§1)
+        f = self.feature_extract(x)
+        for block in self.feature_blocks:
+            f = block(f)
+        f = f.view(b, n, self.config.nf, h, w)
+        if self.align is not None:
+            f = self.align(f, ref)
+        fused, fused_ip = self.fusion(f, ref, interp)
+        z = fused if fused_ip is None else torch.cat([fused, fused_ip], dim=0)  # one decoder pass
+        out = self.unet(self.feature_up(z))  # (B or 2B, 3, 2h, 2w)
+        return (out, None) if fused_ip is None else (out[:b], out[b:])
+
+    def forward(
+        self,
+        frames: Tensor,
+        noise: Tensor,
+        ref: int | None = None,
+        *,
+        origins: Tensor | Sequence | None = None,
+        size: int | None = None,
+        search_radius: float = 48,
+        temperature: float | None = None,
+        interp: bool = False,
+        guide: Tensor | None = None,
+    ) -> JDDBOutput:
+        """Restore the reference frame of a burst.
+
+        frames/noise (B, N, 4, H, W) packed RGGB raw in [0, 1] and its noise map; ref default N//2.
+        With ``origins`` (B, 2) (packed top-left of one reference patch per sample, multiples of 4)
+        and ``size`` P: coarse alignment of that patch against whole frames (training: frames
+        with context in, the reference crop out) → image (B, 3, 2P, 2P). Without: the whole frame
+        is the region (no coarse alignment: a frame-sized block cannot move), H and W padded to
+        multiples of 4 by replication → image (B, 3, 2H, 2W). search_radius in full-resolution
+        pixels; temperature None = hard block matching, float = soft (training); interp: also
+        return the interpolation-branch image (L_ip).
+        """
+        b, n, h, w = _check_burst(frames, noise)
+        ref = _check_ref(ref, n)
+        if origins is None:
+            if size is not None:
+                raise BurstFormatError("size was given without origins")
+            ph, pw = -h % 4, -w % 4
+            if ph or pw:
+                frames = F.pad(frames.reshape(b * n, 4, h, w), (0, pw, 0, ph), mode="replicate")
+                noise = F.pad(noise.reshape(b * n, 4, h, w), (0, pw, 0, ph), mode="replicate")
+                frames = frames.view(b, n, 4, h + ph, w + pw)
+                noise = noise.view(b, n, 4, h + ph, w + pw)
+            image, image_ip = self.reconstruct(frames, noise, ref, interp)
+            if ph or pw:
+                image = image[..., : 2 * h, : 2 * w]
+                image_ip = None if image_ip is None else image_ip[..., : 2 * h, : 2 * w]
+            return JDDBOutput(image, image_ip, None)
+
+        if size is None:
+            raise BurstFormatError("origins were given without a patch size")
+        origins = torch.as_tensor(origins, device=frames.device)
+        if origins.shape != (b, 2):
+            raise BurstFormatError(
+                f"origins must have shape (B={b}, 2), got {tuple(origins.shape)}"
+            )
+        ca = self.coarse(
+            frames, noise, ref, origins[:, None], size, search_radius, temperature, guide
+        )
+        image, image_ip = self.reconstruct(ca.frames[:, 0], ca.noise[:, 0], ref, interp)
+        return JDDBOutput(image, image_ip, None if self.config.ca == "none" else ca)
+
+
+def build_model(
+    preset: str = "paper", variant: str = "full", *, seed: int | None = None, **overrides: object
+) -> TwoStageJDDB:
+    """Build a model from a preset ("paper" | "compact"), an ablation variant ("full" |
+    "no_align" | "ca_only" | "ra_only" | "no_e2e" | "deep_ra" | "no_ip") and ModelConfig field
+    overrides (applied last). Unknown names raise ConfigError listing the valid ones."""
+    return TwoStageJDDB(make_config(preset, variant, **overrides), seed=seed)
+
+
+def make_config(preset: str = "paper", variant: str = "full", **overrides: object) -> ModelConfig:
+    """The ModelConfig of ``build_model`` (same arguments), without building the model."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown model variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown model option(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
+        )
+    return dataclasses.replace(PRESETS[preset], **{**VARIANTS[variant], **overrides})
