@@ -13,7 +13,7 @@ HELP = "show what a burst file contains"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("burst", metavar="BURST", help="a burst file (.npz)")
+    parser.add_argument("burst", metavar="BURST", help="a .npz burst, a folder of raw files, or a raw file")
 
 
 def _floats(values: list, fmt: str = ".4g") -> str:
