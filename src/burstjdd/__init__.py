@@ -25,6 +25,7 @@ _EXPORTS = {
     "estimate_noise": "burstjdd.raw.noise",
     "simulate_burst": "burstjdd.synth.burst",
     "build_model": "burstjdd.models.jddb",
+    "Restorer": "burstjdd.restore",
 }
 
 __all__ = ["__version__", *_EXPORTS]

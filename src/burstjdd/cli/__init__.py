@@ -35,6 +35,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "burstjdd.cli.convert",
         "convert the authors' released checkpoints to burstjdd weights",
     ),
+    ("restore", "burstjdd.cli.restore", "restore a burst of raw files into one clean image"),
+    ("demo", "burstjdd.cli.demo", "simulate a burst from a bundled photo and restore it (no data needed)"),
+    ("evaluate", "burstjdd.cli.evaluate", "evaluate methods on clips or stills (paper tables, stress curve)"),
+    ("bench", "burstjdd.cli.bench", "parameters, FLOPs, time and memory of the network (paper Table 3)"),
+    ("analyze", "burstjdd.cli.analyze", "shift statistics, coarse offsets and noise level of a burst"),
 )
 
 

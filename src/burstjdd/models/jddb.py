@@ -281,6 +281,7 @@ class TwoStageJDDB(nn.Module):
         radius_px: float,
         temperature: float | None = None,
         guide: Tensor | None = None,
+        feats: Tensor | None = None,
     ) -> CoarseAlignment:
         """Coarse alignment (DPBM, paper §3.1) of K reference patches per sample.
 
@@ -290,8 +291,10 @@ class TwoStageJDDB(nn.Module):
         of 4; radius_px search radius in FULL-RESOLUTION pixels (1 LR px = 8 full-res px, so
         R_lr = ceil(radius_px / 8)); temperature None = hard argmin, float = soft (training;
         ignored for ca="bicubic", which is plain hard block matching); guide (B, N, C, H/4, W/4)
-        clean guidance features for L_BM or None. ca="none" just crops the patches.
-        Returns a CoarseAlignment with frames/noise (B, K, N, 4, P, P).
+        clean guidance features for L_BM or None; feats: ``ca_features(frames)`` when the caller
+        already has them (whole-image restore computes them once for all its tiles).
+        ca="none" just crops the patches. Returns a CoarseAlignment with frames/noise
+        (B, K, N, 4, P, P).
         """
         b, n, h, w = _check_burst(frames, noise)
         ref = _check_ref(ref, n)
@@ -310,7 +313,7 @@ class TwoStageJDDB(nn.Module):
             )
         cfg = self.config
         return coarse_align(
-            self.ca_features(frames), frames, noise, ref,
+            self.ca_features(frames) if feats is None else feats, frames, noise, ref,
             origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / FULL_RES_PER_LR),
             stride=cfg.search_stride, refine=cfg.refine, propagate=cfg.propagate,
             temperature=temperature if cfg.ca == "dpbm" else None, scale=LR_SCALE, guide=guide,
