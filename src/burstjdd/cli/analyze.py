@@ -1,0 +1,40 @@
+"""``burstjdd analyze BURST [-o DIR]``: shift statistics, coarse offsets and noise level."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "analyze"
+HELP = "shift statistics, coarse offsets and noise level of a burst"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("burst", metavar="BURST", nargs="+",
+                        help="a .npz burst, a folder of raw files, or raw files")
+    parser.add_argument("-o", "--output", default=".", metavar="DIR",
+                        help="folder for shift_histogram.png and offsets.png (default: .)")
+    parser.add_argument("--block", type=int, default=64, help="block side, full-res px")
+    parser.add_argument("--factor", type=int, default=2,
+                        help="packed-raw downsampling before matching (grid = 2 x factor px)")
+    parser.add_argument("--radius", type=int, default=None,
+                        help="search radius, full-res px (default: the largest that fits, "
+                        "at most 256)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from burstjdd.eval.analyze import (analyze_burst, histogram_png, offsets_png,
+                                       reference_srgb, summary)
+    from burstjdd.raw.io import read_burst
+
+    burst = read_burst(args.burst[0] if len(args.burst) == 1 else args.burst)
+    result = analyze_burst(burst, block=args.block, factor=args.factor, radius=args.radius)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    true = None if result.true_neighbour is None else result.true_neighbour.norm(dim=-1)
+    histogram_png(result.neighbour.norm(dim=-1), out / "shift_histogram.png", true=true)
+    offsets_png(reference_srgb(burst), result, out / "offsets.png")
+    print("\n".join(summary(result)))
+    print(f"wrote {out / 'shift_histogram.png'} and {out / 'offsets.png'}")
+    return 0
