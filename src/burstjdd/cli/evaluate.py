@@ -1,0 +1,144 @@
+"""``burstjdd evaluate --data ROOT``: paper tables (PROTOCOL.md benchmark 1) and the large-shift
+stress curve (benchmark 2) for the baselines and our model, all on the same bursts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = "evaluate methods on clips or stills (paper tables, stress curve)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="clips: <ROOT>/<clip>/<frame> (REDS layout); stills: a folder of "
+                             "images (sub-folders are image groups)")
+    parser.add_argument("--layout", choices=("clips", "stills"), default=None,
+                        help="clips: paper-protocol bursts of every centre frame; stills: one "
+                             "synthetic large-shift burst per image (default clips; stills "
+                             "with --stress)")
+    parser.add_argument("--noise", default=None, metavar="LEVELS",
+                        help="comma-separated noise levels: low, high or SHOT:READ "
+                             "(default low,high; the stress curve: high)")
+    parser.add_argument("--methods", default=None, metavar="A,B,...",
+                        help="baselines to run (bilinear, malvar, menon, dmn, mean, hdrplus) "
+                             "and/or 'ours' (default: every available baseline, and our model "
+                             "when --model is given or weights are shipped)")
+    parser.add_argument("--model", default=None, metavar="NAME|PATH",
+                        help="weights of our model (a directory or a shipped name)")
+    parser.add_argument("--search-radius", type=float, default=None, metavar="PX",
+                        help="our model's coarse-alignment search radius, full-res pixels "
+                             "(default: by image size, PROTOCOL.md)")
+    parser.add_argument("--device", default="auto", help="our model's device (default auto)")
+    parser.add_argument("--max-shift", type=float, default=64.0, metavar="PX",
+                        help="stills: largest camera shift between neighbouring frames "
+                             "(default 64)")
+    parser.add_argument("--max-bursts", type=int, default=None, metavar="N",
+                        help="at most N bursts per clip (per image group; with --stress, N "
+                             "images), evenly spread over it, to keep runs short (default all)")
+    parser.add_argument("--stress", action="store_true",
+                        help="large-shift stress curve: PSNR vs constant global shift between "
+                             "neighbouring frames on stills (implies --layout stills)")
+    parser.add_argument("--shifts", default=None, metavar="PX,PX,...",
+                        help="shifts of the stress curve (implies --stress; default "
+                             "0,16,32,64,96,128)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic bursts of stills (default 0)")
+    parser.add_argument("--out", default="eval_results", metavar="DIR",
+                        help="output folder: results.json/.md (stress.json/.md/_*.png), the "
+                             "per-burst cache cache.jsonl, figures/ (default eval_results)")
+    parser.add_argument("--figures", action="store_true",
+                        help="write side-by-side crops (methods x one region, zoom inset, "
+                             "PSNR) of the first computed burst of each clip to DIR/figures")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _float(text: str, what: str) -> float:
+    from burstjdd.errors import ConfigError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"bad {what} {text!r}: expected a number") from None
+
+
+def _noise_arg(text: str) -> str:
+    # SHOT:READ on the command line (the comma separates levels) -> parse_noise's SHOT,READ
+    return text.replace(":", ",")
+
+
+def run(args: argparse.Namespace) -> int:
+    from burstjdd.errors import ConfigError
+    from burstjdd.eval import evaluate as ev
+
+    if args.max_bursts is not None and args.max_bursts < 1:
+        raise ConfigError(f"--max-bursts must be >= 1, got {args.max_bursts}")
+    stress = args.stress or args.shifts is not None
+    if stress and args.layout == "clips":
+        raise ConfigError("the stress curve runs on stills: use --layout stills")
+    layout = args.layout or ("stills" if stress else "clips")
+    default_noise = "high" if stress else "low,high"
+    noises = [_noise_arg(n) for n in ev.parse_list(args.noise or default_noise, "noise")]
+    names = None if args.methods is None else ev.parse_list(args.methods, "method")
+    out = Path(args.out)
+    methods = ev.resolve_methods(names, model=args.model, search_radius=args.search_radius,
+                                 device=args.device)
+    cache = ev.ResultCache(out / "cache.jsonl")
+    progress = not args.no_progress
+    print(f"methods: {', '.join(m.name for m in methods)}")
+
+    if stress:
+        default_shifts = ",".join(str(s) for s in ev.DEFAULT_SHIFTS)
+        shifts = [_float(s, "shift") for s in ev.parse_list(args.shifts or default_shifts,
+                                                            "shift")]
+        for noise in noises:
+            summary = ev.stress_curve(args.data, methods, shifts, noise,
+                                      max_images=args.max_bursts, seed=args.seed, cache=cache,
+                                      out=out / ev.safe_name(noise) if len(noises) > 1 else out,
+                                      progress=progress)
+            name = next(iter(summary))
+            print(ev.format_stress_table(summary, name))
+        print(f"wrote {out}")
+        return 0
+
+    results, tables = [], []
+    for noise in noises:
+        if layout == "clips":
+            specs = ev.clip_bursts(args.data, noise, max_bursts=args.max_bursts)
+        else:
+            specs = ev.still_bursts(args.data, noise, max_shift=args.max_shift,
+                                    max_bursts=args.max_bursts, seed=args.seed)
+        on_outputs = _figure_writer(out / "figures") if args.figures else None
+        results += ev.evaluate(specs, methods, cache, progress=progress, on_outputs=on_outputs)
+        summary = ev.summarise(results)
+        tables.append(ev.format_table(summary, specs[0].noise))
+        print(tables[-1], flush=True)
+    config = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    json_path, md_path = ev.write_results(out, ev.summarise(results), results,
+                                          "\n\n".join(tables), config)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _figure_writer(folder: Path):
+    """on_outputs callback: a crop figure for the first computed burst of each (clip, noise)."""
+    from burstjdd.eval.evaluate import safe_name, score
+    from burstjdd.eval.figures import crop_figure
+    from burstjdd.eval.metrics import protocol_srgb
+
+    done: set[tuple[str, str]] = set()
+
+    def write(spec, burst, outputs) -> None:
+        if (spec.group, spec.noise) in done:
+            return
+        done.add((spec.group, spec.noise))
+        images = {"ground truth": protocol_srgb(burst.gt.float(), burst.wb, burst.ccm)}
+        psnrs = {}
+        for name, out in outputs.items():
+            images[name] = protocol_srgb(out.detach().float().cpu(), burst.wb, burst.ccm)
+            psnrs[name] = score(out, burst)[0]
+        path = folder / f"{safe_name(spec.burst_id)}_{safe_name(spec.noise)}.png"
+        print(f"figure: {crop_figure(images, path, psnrs=psnrs)}")
+
+    return write
