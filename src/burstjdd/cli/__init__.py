@@ -40,6 +40,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("evaluate", "burstjdd.cli.evaluate", "evaluate methods on clips or stills (paper tables, stress curve)"),
     ("bench", "burstjdd.cli.bench", "parameters, FLOPs, time and memory of the network (paper Table 3)"),
     ("analyze", "burstjdd.cli.analyze", "shift statistics, coarse offsets and noise level of a burst"),
+    ("train", "burstjdd.cli.train", "train the model (or an ablation) on your data; resume a run"),
+    ("export", "burstjdd.cli.export", "export a training run's weights for restore"),
 )
 
 

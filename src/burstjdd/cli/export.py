@@ -1,0 +1,32 @@
+"""``burstjdd export RUN_DIR -o DIR``: a training run's weights as a weights directory."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "export a training run's weights for restore"
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `burstjdd train` run directory")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="weights directory to write (model.safetensors, config.json, "
+                             "sha256, model card README.md)")
+    parser.add_argument("--dtype", choices=_DTYPES, default="float32",
+                        help="storage precision of the weights (default float32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing weights directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from burstjdd.train.checkpoint import export_run
+
+    out = export_run(args.run_dir, args.output, overwrite=args.overwrite,
+                     dtype=getattr(torch, args.dtype))
+    print(f"weights of {args.run_dir} written to {out}")
+    return 0

@@ -1,0 +1,208 @@
+"""Training checkpoints: everything an exact resume needs, written atomically.
+
+A checkpoint (``<run>/checkpoint.pt``, the latest one; only rank 0 writes it) holds
+
+* ``step``: optimiser updates done; the data position follows from it (the samples of step s are
+  fixed by (seed, s), :func:`burstjdd.train.distributed.rank_indices`), saved as ``data`` too;
+* ``model``: the state dict of the bare model (never the DDP wrapper);
+* ``optimizer``, ``scheduler``: their state dicts (Adam moments and step counts, lr position);
+* ``rng``: the global torch (and CUDA), NumPy and Python ``random`` states of rank 0. Library code
+  draws from explicit generators only, so these matter for user code and future layers
+  (dropout); on resume every rank gets rank 0's states;
+* ``wall_time`` (seconds of training over all sessions) and ``val_psnr`` (last validation).
+
+The file is a ``torch.save`` archive of plain containers and tensors and is read back with
+``torch.load(weights_only=True)``: no arbitrary pickle is executed (NumPy's state is stored as a
+tensor and plain numbers for that reason). Released weights are NOT checkpoints: ``burstjdd
+export`` writes them with :func:`burstjdd.models.hub.save_pretrained` (safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from burstjdd.errors import WeightsError
+from burstjdd.models.hub import model_from_state, save_pretrained
+from burstjdd.raw.io import atomic_output
+from burstjdd.train.config import TrainConfig, load_config
+
+FORMAT = "burstjdd-checkpoint"
+FORMAT_VERSION = 1
+
+# the files of a run directory (only rank 0 writes them)
+CHECKPOINT_NAME = "checkpoint.pt"  # the latest checkpoint
+CONFIG_NAME = "config.yaml"  # the resolved TrainConfig
+SCALARS_NAME = "scalars.csv"  # one row per log step (and per validation)
+LOG_NAME = "train.log"  # human-readable log
+RUN_INFO_NAME = "run.json"  # sessions: hardware, steps, wall time (read by ``export``)
+
+__all__ = [
+    "CHECKPOINT_NAME", "CONFIG_NAME", "Checkpoint", "LOG_NAME", "RUN_INFO_NAME", "SCALARS_NAME",
+    "capture_rng", "export_run", "load_checkpoint", "model_card", "read_run_info", "restore_rng",
+    "save_checkpoint", "write_run_info",
+]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The content of a checkpoint file (state dicts as torch returns them)."""
+
+    step: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    data: dict[str, Any]
+    wall_time: float = 0.0
+    val_psnr: float | None = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global RNG states: torch CPU (and every CUDA device), NumPy legacy, Python random."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Set the global RNG states saved by :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["gauss"]))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+
+
+def _to_lists(x: Any) -> Any:
+    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuples(x: Any) -> Any:
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (a crash leaves the previous file intact)."""
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt.__dict__}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+
+    WeightsError naming the file when it is missing, not a checkpoint, or of another version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no checkpoint (the run has not saved one yet?)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not a burstjdd training checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: checkpoint version {payload.get('format_version')!r}, "
+                           f"this burstjdd reads version {FORMAT_VERSION}")
+    try:
+        return Checkpoint(**{k: v for k, v in payload.items()
+                             if k not in ("format", "format_version")})
+    except TypeError as exc:
+        raise WeightsError(f"{path}: malformed checkpoint ({exc})") from None
+
+
+# ---------------------------------------------------------------------- run information
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` of a run directory ({} when there is none); WeightsError if corrupt."""
+    path = Path(run_dir) / RUN_INFO_NAME
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: unreadable run information ({type(exc).__name__})") from None
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path}: run information is not a JSON object")
+    return info
+
+
+def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
+    """Write ``run.json`` atomically."""
+    with atomic_output(Path(run_dir) / RUN_INFO_NAME) as tmp:
+        Path(tmp).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600} h {s % 3600 // 60:02d} min ({seconds:.0f} s)"
+
+
+def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_name: str
+               ) -> dict[str, str]:
+    """Model-card entries (:func:`burstjdd.models.hub.save_pretrained`) filled from a run: data,
+    iterations, hardware and wall time from the run log, last validation PSNR."""
+    sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
+    hardware = sorted({str(s["hardware"]) for s in sessions if s.get("hardware")})
+    val = info.get("validation") or {}
+    if ckpt.val_psnr is None:
+        psnr_text = "not measured (the run had no data.val_paths)"
+    else:
+        psnr_text = (f"{ckpt.val_psnr:.2f} dB: mean over {val.get('samples', '?')} fixed synthetic "
+                     f"bursts from {', '.join(cfg.data.val_paths)} (PROTOCOL.md ISP and PSNR, "
+                     f"each burst's own metadata)")
+    return {
+        "title": f"burstjdd {cfg.model.preset} model ({cfg.model.variant})",
+        "description": f"Weights of the training run {run_name!r}, exported by `burstjdd export`.",
+        "model": f"preset {cfg.model.preset}, variant {cfg.model.variant}, overrides "
+                 f"{cfg.model.overrides or 'none'}",
+        "training data": ", ".join(cfg.data.paths),
+        "training samples": f"synthetic raw bursts (METHOD.md §5) of {cfg.data.frames} frames, "
+                            f"{cfg.data.crop} px GT crops, search radius "
+                            f"{cfg.data.search_radius} px",
+        "iterations": f"{ckpt.step} of {cfg.schedule.total_steps} (global batch "
+                      f"{cfg.optim.batch_size})",
+        "hardware": "; ".join(hardware) or "unknown",
+        "wall time": _duration(ckpt.wall_time),
+        "final validation PSNR": psnr_text,
+    }
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+               dtype: torch.dtype | None = None) -> Path:
+    """Weights only of a run's latest checkpoint as a weights directory (safetensors +
+    config.json + sha256 + model card, :func:`burstjdd.models.hub.save_pretrained`).
+
+    WeightsError/ConfigError (one line, naming the file) when the run has no readable config or
+    checkpoint, or the weights do not match the run's model config.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_NAME).is_file():
+        raise WeightsError(f"{run_dir}: not a training run directory (no {CONFIG_NAME})")
+    cfg = load_config(run_dir / CONFIG_NAME)
+    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    source = str(run_dir / CHECKPOINT_NAME)
+    model = model_from_state(cfg.model.model_config(), ckpt.model, source)
+    card = model_card(cfg, ckpt, read_run_info(run_dir), run_dir.resolve().name)
+    return save_pretrained(model, out, card=card, dtype=dtype, overwrite=overwrite)

@@ -1,0 +1,650 @@
+"""The training loop (METHOD.md §4–6; official-code-notes §7): plain functions over a
+:class:`TrainState`.
+
+One step (:func:`train_step`): the schedule gives the DPBM temperature (1e-2 → 1e-3 at 1/2) and
+whether L_BM is on (first 1/3); the model restores the reference GT crop of every sample from
+whole frames with context (coarse alignment with soft selection, the interpolation branch when
+``use_interp``, the clean bilinear ×1/4 guide while L_BM is on); :func:`~burstjdd.train.losses.
+total_loss`; backward; optional gradient clipping; one Adam update (β = (0.9, 0.99), lr 1e-4 for
+G and 1e-5 for the DSNet as two parameter groups of one optimiser) and one cosine-restart
+scheduler step. bf16 autocast on GPUs (``run.precision: auto``), fp32 on the CPU.
+
+White balance of the loss (a decision, METHOD.md §4). Training samples carry ``wb`` =
+IspParams.wb = [red, 1, blue] × rgb_gain (the gains the unprocessing inverted, what ``render``
+and the protocol ISP apply) and the separate ``red_gain`` / ``blue_gain`` /
+``rgb_gain``. The loss ISP Γ is the OFFICIAL training one: it white-balances with [red, 1, blue]
+only, no rgb_gain brightening (official-code-notes §4), and the "linear" terms compare these
+white-balanced images. So :func:`loss_targets` hands ``total_loss`` ``wb`` = [red_gain, 1,
+blue_gain]; the loss weights were tuned with this Γ. At test time (PROTOCOL.md, rgb_gain = 1)
+both definitions coincide. Validation PSNR uses the protocol ISP with each sample's own ``wb``.
+
+Data order. Step s trains on the global samples s·B .. s·B + B − 1 of one TrainingDataset
+(seed = run.seed); rank r of W takes its slice (:func:`burstjdd.train.distributed.rank_indices`).
+A sample depends only on (seed, global index) (the dataset seeds a generator per index, never
+per worker), so the sample at (step, rank, batch position) is fixed: a run stopped after k steps
+and resumed from its checkpoint trains on exactly the batches of an uninterrupted run, and on CPU
+with the same number of processes ends bitwise equal to it.
+
+Run directory (rank 0 writes, :mod:`burstjdd.train.checkpoint` names the files): config.yaml
+(resolved config), checkpoint.pt (latest, every ``run.checkpoint_every`` steps and at the end),
+scalars.csv (:data:`SCALAR_COLUMNS`, every ``run.log_every`` steps, means over the window and
+over the ranks), train.log, run.json (sessions: hardware, steps, wall time), tensorboard/ when
+``torch.utils.tensorboard`` imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler, default_collate
+from tqdm import tqdm
+
+from burstjdd.errors import ConfigError, DataError
+from burstjdd.eval.metrics import protocol_srgb, psnr
+from burstjdd.models.dsnet import bilinear_guide
+from burstjdd.models.jddb import JDDBOutput, TwoStageJDDB, build_model
+from burstjdd.synth.datasets import SampleConfig, TrainingDataset
+from burstjdd.synth.sources import FrameSource, derive_seed, open_source
+from burstjdd.train.checkpoint import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LOG_NAME,
+    SCALARS_NAME,
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    read_run_info,
+    restore_rng,
+    save_checkpoint,
+    write_run_info,
+)
+from burstjdd.train.config import (
+    BUILTIN_SOURCES,
+    TrainConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+    validate,
+)
+from burstjdd.train.distributed import (
+    DistContext,
+    all_reduce_mean,
+    local_batch_size,
+    rank_indices,
+    training_device,
+    wrap_model,
+)
+from burstjdd.train.losses import TERMS, total_loss
+from burstjdd.train.schedule import CosineRestartScheduler, bm_loss_active, temperature_at
+
+__all__ = [
+    "RunResult", "Runtime", "SCALAR_COLUMNS", "StepBatchSampler", "TrainState", "VAL_SAMPLES",
+    "build_training_dataset", "build_validation_set", "check_config", "describe_hardware",
+    "loss_targets",
+    "make_train_state", "open_sources", "resolve_data_paths", "resolve_runtime", "sample_config",
+    "train", "train_step", "training_wb", "validation_psnr",
+]
+
+VAL_SAMPLES = 8  # fixed validation bursts (indices 0..7 of a "val"-seeded dataset)
+SCALAR_COLUMNS = ("step", "total", *TERMS, "lr_g", "lr_dsnet", "temperature", "samples_per_s",
+                  "val_psnr")
+_PATH_KINDS = ("stills:", "clips:", "video:")  # open_source prefixes in front of a path
+# keys a resumed run may change (where the data live, how many workers, logging): everything
+# else fixes the trajectory and must stay as the checkpoint was trained
+_RESUMABLE_CHANGES = {("data", "paths"), ("data", "val_paths"), ("data", "workers"),
+                      ("run", "out_dir"), ("run", "log_every"), ("run", "val_every"),
+                      ("run", "checkpoint_every"), ("run", "device"), ("run", "precision")}
+
+
+# ---------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where a process computes: ``device``, ``amp_dtype`` (bf16 autocast, or None = fp32) and
+    its place ``ctx`` among the processes."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    ctx: DistContext = DistContext()
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores: the bare model, its optimiser and scheduler, ``step`` (updates
+    done), ``wall_time`` (training seconds over all sessions) and the last ``val_psnr``."""
+
+    model: TwoStageJDDB
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineRestartScheduler
+    step: int = 0
+    wall_time: float = 0.0
+    val_psnr: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Summary of one :func:`train` call."""
+
+    run_dir: Path
+    step: int  # updates done at the end of the call
+    val_psnr: float | None  # last validation PSNR (dB), None without validation
+    wall_time: float  # training seconds of the whole run (all sessions)
+    samples_per_s: float | None  # global samples per second of this session
+
+
+# ---------------------------------------------------------------------- configuration and data
+
+
+def resolve_runtime(cfg: TrainConfig, ctx: DistContext = DistContext()) -> Runtime:
+    """Device of this process (:func:`~burstjdd.train.distributed.training_device`) and precision:
+    ``run.precision`` "auto" is bf16 autocast on a GPU that supports it, fp32 elsewhere; "bf16"
+    forces autocast (CPU too); "fp32" never."""
+    device = training_device(cfg.run.device, ctx)
+    precision = cfg.run.precision
+    if precision == "auto":
+        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        precision = "bf16" if bf16_ok else "fp32"
+    return Runtime(device, torch.bfloat16 if precision == "bf16" else None, ctx)
+
+
+def _strip_kind(spec: str) -> tuple[str, str]:
+    for kind in _PATH_KINDS:
+        if spec.startswith(kind):
+            return kind, spec[len(kind):]
+    return "", spec
+
+
+def resolve_data_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every data path absolute (keeping ``stills:``-style prefixes; built-in
+    sources as they are), so the saved config resumes from any working directory."""
+
+    def absolute(spec: str) -> str:
+        if spec.startswith("builtin:"):
+            return spec
+        kind, path = _strip_kind(spec)
+        return kind + str(Path(path).expanduser().resolve())
+
+    data = dataclasses.replace(cfg.data, paths=tuple(map(absolute, cfg.data.paths)),
+                               val_paths=tuple(map(absolute, cfg.data.val_paths)))
+    return dataclasses.replace(cfg, data=data)
+
+
+def check_config(cfg: TrainConfig, ctx: DistContext = DistContext()) -> TrainConfig:
+    """Everything about ``cfg`` that can fail before data are opened: :func:`~burstjdd.train.
+    config.validate` (model, schedule, learning rates, built-in names), every data path exists
+    (DataError naming it; ``stills:``/``clips:``/``video:`` prefixes understood) and the global
+    batch divides over the processes. Returns ``cfg``."""
+    validate(cfg, check_paths=False)
+    for key in ("paths", "val_paths"):
+        for spec in getattr(cfg.data, key):
+            if spec.startswith("builtin:"):
+                continue
+            if not Path(_strip_kind(spec)[1]).expanduser().exists():
+                raise DataError(f"data.{key}: {spec} does not exist")
+    local_batch_size(cfg.optim.batch_size, ctx)
+    return cfg
+
+
+def open_sources(specs: Sequence[str]) -> list[FrameSource]:
+    """Frame sources of data paths: ``builtin:skimage`` → SkimageSource, ``builtin:dead_leaves``
+    → DeadLeavesSource, anything else :func:`~burstjdd.synth.sources.open_source` (folders of
+    stills or clips, video files, ``stills:PATH`` ...). DataError for an empty or unreadable
+    source."""
+    sources = []
+    for spec in specs:
+        if spec.startswith("builtin:"):
+            if spec not in BUILTIN_SOURCES:
+                raise ConfigError(f"unknown built-in source {spec!r} (known: "
+                                  f"{', '.join(BUILTIN_SOURCES)})")
+            sources.append(open_source(spec.removeprefix("builtin:")))
+        else:
+            sources.append(open_source(spec))
+    return sources
+
+
+def sample_config(cfg: TrainConfig) -> SampleConfig:
+    """The training-sample settings of ``cfg.data`` (burst length, GT crop, search radius: the
+    frames carry crop + 2·radius of context); motion and augmentation keep their defaults."""
+    return SampleConfig(n_frames=cfg.data.frames, gt_size=cfg.data.crop,
+                        search_radius=cfg.data.search_radius)
+
+
+def build_training_dataset(cfg: TrainConfig) -> TrainingDataset:
+    """The ONE sample stream of the run: seed ``run.seed``, rank 0 (ranks take slices of it,
+    module docstring), one index per sample of the whole schedule. DataError when a source holds
+    no usable image or clip."""
+    length = cfg.schedule.total_steps * cfg.optim.batch_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped clips are reported by summary()
+        return TrainingDataset(open_sources(cfg.data.paths), cfg.data.weights, sample_config(cfg),
+                               seed=cfg.run.seed, length=length)
+
+
+def build_validation_set(cfg: TrainConfig, n_samples: int = VAL_SAMPLES, batch_size: int = 2
+                         ) -> tuple[list[dict[str, Tensor]], str] | None:
+    """Fixed validation batches from ``data.val_paths`` (None when empty): samples 0..n−1 of a
+    TrainingDataset seeded by derive_seed("val", run.seed), the training sample settings (crops
+    with context, random ISP and noise); the same bursts at every validation and in every run of
+    that seed. Returns (collated batches, summary)."""
+    if not cfg.data.val_paths or n_samples < 1:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = TrainingDataset(open_sources(cfg.data.val_paths), None, sample_config(cfg),
+                             seed=derive_seed("val", cfg.run.seed), length=n_samples)
+    samples = [ds[i] for i in range(n_samples)]
+    batches = [default_collate(samples[i:i + batch_size])
+               for i in range(0, n_samples, batch_size)]
+    return batches, ds.summary()
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Batches of the steps ``start`` ≤ s < ``stop`` for one rank: step s yields
+    :func:`~burstjdd.train.distributed.rank_indices` (s). Starting at the checkpoint's step is
+    the whole "sampler position" of a resume."""
+
+    def __init__(self, start: int, stop: int, global_batch: int, ctx: DistContext):
+        self.start, self.stop, self.global_batch, self.ctx = start, stop, global_batch, ctx
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield list(rank_indices(step, self.global_batch, self.ctx))
+
+
+def _loader(dataset: TrainingDataset, cfg: TrainConfig, start: int, stop: int,
+            rt: Runtime) -> DataLoader:
+    workers = cfg.data.workers
+    return DataLoader(
+        dataset, batch_sampler=StepBatchSampler(start, stop, cfg.optim.batch_size, rt.ctx),
+        num_workers=workers, pin_memory=rt.device.type == "cuda",
+        prefetch_factor=4 if workers else None, persistent_workers=False)
+
+
+# ---------------------------------------------------------------------- model and one step
+
+
+def make_train_state(cfg: TrainConfig, device: torch.device) -> TrainState:
+    """Model (seeded by ``run.seed``, on ``device``), Adam over two parameter groups (G at
+    ``optim.lr_g``, the DSNet at ``optim.lr_dsnet`` when there is one) and the cosine-restart
+    scheduler over both (each group keeps its own base lr)."""
+    m = cfg.model
+    model = build_model(m.preset, m.variant, seed=cfg.run.seed, **m.overrides).to(device)
+    groups = [{"params": list(model.g_parameters()), "lr": cfg.optim.lr_g, "name": "g"}]
+    dsnet = list(model.dsnet_parameters())
+    if dsnet:
+        groups.append({"params": dsnet, "lr": cfg.optim.lr_dsnet, "name": "dsnet"})
+    optimizer = torch.optim.Adam(groups, betas=cfg.optim.betas,
+                                 weight_decay=cfg.optim.weight_decay)
+    s = cfg.schedule
+    scheduler = CosineRestartScheduler(optimizer, s.total_steps, periods=s.restart_periods,
+                                       eta_min=s.eta_min)
+    return TrainState(model, optimizer, scheduler)
+
+
+def training_wb(red_gain: Tensor, blue_gain: Tensor) -> Tensor:
+    """The loss ISP's white balance (official training Γ, module docstring): red_gain, blue_gain
+    (B,) → (B, 3) gains [red, 1, blue], no rgb_gain."""
+    return torch.stack([red_gain, torch.ones_like(red_gain), blue_gain], dim=-1)
+
+
+def loss_targets(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """What :func:`~burstjdd.train.losses.total_loss` reads from a training batch: ``gt``
+    (B, 3, G, G) linear camera RGB, ``wb`` (B, 3) = :func:`training_wb`, ``ccm`` (B, 3, 3) =
+    the sample's cam2rgb."""
+    return {"gt": batch["gt"], "wb": training_wb(batch["red_gain"], batch["blue_gain"]),
+            "ccm": batch["cam2rgb"]}
+
+
+_DEVICE_KEYS = ("frames", "noise_map", "clean", "gt", "origin", "wb", "cam2rgb", "red_gain",
+                "blue_gain")
+
+
+def _to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: batch[k].to(device, non_blocking=True) for k in _DEVICE_KEYS if k in batch}
+
+
+def _unwrap(model: nn.Module) -> TwoStageJDDB:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _autocast(rt: Runtime):
+    return torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.float32,
+                          enabled=rt.amp_dtype is not None)
+
+
+def _forward(model: nn.Module, batch: Mapping[str, Tensor], ref: int, cfg: TrainConfig,
+             temperature: float | None, guide: Tensor | None, interp: bool) -> JDDBOutput:
+    """frames/noise (B, N, 4, F, F) with context → image (B, 3, G, G) of the GT crop at
+    ``origin`` (B, 2) packed px, patch P = G / 2 packed px."""
+    return model(batch["frames"], batch["noise_map"], ref, origins=batch["origin"],
+                 size=cfg.data.crop // 2, search_radius=cfg.data.search_radius,
+                 temperature=temperature, interp=interp, guide=guide)
+
+
+def train_step(model: nn.Module, state: TrainState, batch: Mapping[str, Tensor],
+               cfg: TrainConfig, rt: Runtime) -> dict[str, float | None]:
+    """One optimiser update on ``batch`` (a collated TrainingDataset batch, on any device);
+    ``model`` is ``state.model`` or its DDP wrapper. Advances ``state.step`` by 1.
+
+    Returns the unweighted loss terms (``total_loss`` report) plus ``lr_g``, ``lr_dsnet`` (None
+    without a DSNet) and ``temperature`` of this update.
+    """
+    s = cfg.schedule
+    u = state.step  # the update about to be made (0-based): the schedule's clock
+    temperature = temperature_at(u, s.total_steps, temperatures=s.temperatures,
+                                 switch_at=s.temperature_switch)
+    use_bm = bm_loss_active(u, s.total_steps, until=s.bm_loss_until)
+    net = _unwrap(model)
+    ref = int(batch["ref"][0])
+    data = _to_device(batch, rt.device)
+    guide = None
+    if use_bm and net.dsnet is not None:  # L_BM (Eq. 6): clean raw, bilinear ×1/4
+        b, n = data["clean"].shape[:2]
+        guide = bilinear_guide(data["clean"].flatten(0, 1)).unflatten(0, (b, n))
+    with _autocast(rt):
+        out = _forward(model, data, ref, cfg, temperature, guide, net.config.use_interp)
+    loss, report = total_loss(out, loss_targets(data), cfg.loss, use_bm=use_bm)
+    lrs = [group["lr"] for group in state.optimizer.param_groups]
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.optim.grad_clip is not None:
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+    report.update(lr_g=lrs[0], lr_dsnet=lrs[1] if len(lrs) > 1 else None,
+                  temperature=temperature)
+    return report
+
+
+@torch.no_grad()
+def validation_psnr(model: TwoStageJDDB, batches: Sequence[Mapping[str, Tensor]],
+                    cfg: TrainConfig, rt: Runtime) -> float:
+    """Mean PSNR (dB, PROTOCOL.md: gamma sRGB ×255, float64 MSE) over the validation bursts,
+    inference as in use: eval mode, hard block matching (temperature None), no interp branch.
+    Output and GT go through the protocol ISP with each sample's own ``wb`` (rgb gain included)
+    and cam2rgb."""
+    was_training = model.training
+    model.eval()
+    values = []
+    try:
+        for batch in batches:
+            data = _to_device(batch, rt.device)
+            with _autocast(rt):
+                out = _forward(model, data, int(batch["ref"][0]), cfg, None, None, False)
+            image = out.image.float()
+            for i in range(image.shape[0]):
+                wb, ccm = data["wb"][i], data["cam2rgb"][i]
+                values.append(psnr(protocol_srgb(image[i], wb, ccm),
+                                   protocol_srgb(data["gt"][i], wb, ccm)))
+    finally:
+        model.train(was_training)
+    return float(sum(values) / len(values))
+
+
+# ---------------------------------------------------------------------- run directory
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def describe_hardware(rt: Runtime) -> str:
+    """'W x <GPU name>' or '<CPU model> (<threads> threads)' of this run, for the model card."""
+    if rt.device.type == "cuda":
+        name = torch.cuda.get_device_name(rt.device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                name = next((line.split(":", 1)[1].strip() for line in f
+                             if line.startswith("model name")), name)
+        except OSError:
+            pass
+        name = f"{name} ({os.cpu_count()} threads)"
+    return f"{rt.ctx.world_size} x {name}" if rt.ctx.world_size > 1 else name
+
+
+def _log(run_dir: Path, text: str, echo: bool = True) -> None:
+    with open(run_dir / LOG_NAME, "a", encoding="utf-8") as f:
+        f.write(f"{_now()} {text}\n")
+    if echo:
+        tqdm.write(text)
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.8g}" if isinstance(value, float) else str(value)
+
+
+def _append_scalars(path: Path, row: Mapping[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(SCALAR_COLUMNS)
+        writer.writerow([_format(row.get(c)) for c in SCALAR_COLUMNS])
+
+
+def _truncate_scalars(path: Path, last_step: int) -> None:
+    """Drop rows after ``last_step`` (written after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
+    if len(keep) < len(rows):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(keep)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: needs the tensorboard package
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _check_resume(cfg: TrainConfig, saved: TrainConfig, source: Path) -> None:
+    """ConfigError naming the first setting that differs from the saved run where a resume must
+    keep it (model, schedule, optimiser, loss, sample settings, seed)."""
+    new, old = config_to_dict(cfg), config_to_dict(saved)
+    for section, values in old.items():
+        for key, value in values.items():
+            if (section, key) not in _RESUMABLE_CHANGES and new[section][key] != value:
+                raise ConfigError(f"{source}: cannot resume with {section}.{key}="
+                                  f"{new[section][key]!r}, the run was trained with {value!r}")
+
+
+def _with_out_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(run_dir)))
+
+
+def _restore(state: TrainState, ckpt: Checkpoint) -> None:
+    state.model.load_state_dict(ckpt.model)
+    state.optimizer.load_state_dict(ckpt.optimizer)
+    state.scheduler.load_state_dict(ckpt.scheduler)
+    state.step, state.wall_time, state.val_psnr = ckpt.step, ckpt.wall_time, ckpt.val_psnr
+    restore_rng(ckpt.rng)
+
+
+def _checkpoint(state: TrainState, cfg: TrainConfig, wall_time: float) -> Checkpoint:
+    return Checkpoint(
+        step=state.step, model=state.model.state_dict(), optimizer=state.optimizer.state_dict(),
+        scheduler=state.scheduler.state_dict(), rng=capture_rng(),
+        data={"next_step": state.step, "global_batch": cfg.optim.batch_size,
+              "seed": cfg.run.seed},
+        wall_time=wall_time, val_psnr=state.val_psnr)
+
+
+# ---------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
+          stop_at: int | None = None, ctx: DistContext = DistContext(), progress: bool = True,
+          val_samples: int = VAL_SAMPLES, echo: bool = True) -> RunResult:
+    """Train ``cfg`` into ``run_dir`` (default ``cfg.run.out_dir``), or resume it.
+
+    Every check that can fail on bad input runs BEFORE the run directory is created (config,
+    data paths, sources, dataset, model): a bad run leaves nothing behind. A fresh run refuses a
+    non-empty ``run_dir``; ``resume`` continues from ``run_dir``/checkpoint.pt (whose config must
+    match ``cfg`` except data locations, workers and logging). ``stop_at``: stop (and
+    checkpoint) after this many updates instead of ``schedule.total_steps`` (the schedule still
+    spans the whole run). Call :func:`~burstjdd.train.distributed.init_process_group` first for
+    a multi-process run (``ctx``). ``progress``: tqdm bar; ``echo``: log lines on stderr.
+    """
+    run_dir = Path(run_dir if run_dir is not None else cfg.run.out_dir).expanduser().resolve()
+    cfg = _with_out_dir(check_config(resolve_data_paths(cfg), ctx), run_dir)
+    rt = resolve_runtime(cfg, ctx)
+    total = cfg.schedule.total_steps
+    stop = total if stop_at is None else stop_at
+    if isinstance(stop, bool) or not isinstance(stop, int) or not 1 <= stop <= total:
+        raise ConfigError(f"stop_at must be an integer in 1..{total}, got {stop_at!r}")
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        _check_resume(cfg, load_config(run_dir / CONFIG_NAME), run_dir / CONFIG_NAME)
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(f"{run_dir}: run directory exists and is not empty (resume it with "
+                          f"--resume, or choose another --out)")
+    dataset = build_training_dataset(cfg)
+    val = build_validation_set(cfg, val_samples) if ctx.is_main else None
+    state = make_train_state(cfg, rt.device)
+    if ckpt is not None:
+        _restore(state, ckpt)
+    start = state.step
+
+    main = ctx.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / CONFIG_NAME)
+        _truncate_scalars(run_dir / SCALARS_NAME, start)
+        info = read_run_info(run_dir)
+        session = {"start": _now(), "hardware": describe_hardware(rt), "device": str(rt.device),
+                   "processes": ctx.world_size,
+                   "precision": "bf16" if rt.amp_dtype is not None else "fp32",
+                   "start_step": start, "end_step": start, "wall_s": 0.0}
+        info.setdefault("sessions", []).append(session)
+        info["data"] = list(cfg.data.paths)
+        info["validation"] = {"paths": list(cfg.data.val_paths),
+                              "samples": val_samples if val is not None else 0}
+        write_run_info(run_dir, info)
+        n_params = sum(p.numel() for p in state.model.parameters())
+        _log(run_dir, f"{f'resumed at step {start}: training' if resume else 'training'} "
+                      f"{cfg.model.preset}/{cfg.model.variant} ({n_params:,} parameters) to step "
+                      f"{stop} of {total} on {session['hardware']}, {session['precision']}, "
+                      f"{ctx.world_size} process(es), global batch {cfg.optim.batch_size}", echo)
+        _log(run_dir, f"data: {dataset.summary()}", echo)
+        if val is not None:
+            _log(run_dir, f"validation: {val[1]}", echo)
+    board = _tensorboard(run_dir) if main else None
+
+    if rt.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
+    model = wrap_model(state.model, ctx, rt.device, cfg.data.frames)
+    model.train()
+    session_start, wall_at_start = time.perf_counter(), state.wall_time
+
+    def wall() -> float:
+        return wall_at_start + time.perf_counter() - session_start
+
+    if val is not None and start == 0:  # the baseline of the PSNR curve
+        state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
+        _write_row(run_dir, board, {"step": 0, "val_psnr": state.val_psnr})
+        _log(run_dir, f"step 0: validation PSNR {state.val_psnr:.3f} dB", echo)
+    window: list[dict[str, float | None]] = []
+    window_start, last_sps, saved = time.perf_counter(), None, start
+    bar = tqdm(total=stop, initial=start, disable=not (main and progress), unit="step",
+               dynamic_ncols=True, mininterval=1.0)
+    try:
+        for batch in _loader(dataset, cfg, start, stop, rt):
+            window.append(train_step(model, state, batch, cfg, rt))
+            step = state.step
+            last = step == stop
+            row: dict[str, Any] = {}
+            if step % cfg.run.log_every == 0 or last:
+                row = _window_means(window, rt)
+                last_sps = len(window) * cfg.optim.batch_size / max(
+                    time.perf_counter() - window_start, 1e-9)
+                row.update(step=step, samples_per_s=last_sps)
+                window = []
+                bar.set_postfix(loss=f"{row['total']:.4g}", sps=f"{last_sps:.3g}", refresh=False)
+            if val is not None and (step % cfg.run.val_every == 0 or last):
+                state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
+                row.update(step=step, val_psnr=state.val_psnr)
+                _log(run_dir, f"step {step}: validation PSNR {state.val_psnr:.3f} dB", echo)
+            if main and row:
+                _write_row(run_dir, board, row)
+            if main and (step % cfg.run.checkpoint_every == 0 or last):
+                _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
+                saved = step
+            if not window:  # samples/s measures training: validation and saving stay out
+                window_start = time.perf_counter()
+            bar.update(1)
+    except KeyboardInterrupt:
+        if main and state.step > saved:  # keep the finished updates: --resume goes on from here
+            _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
+        if main:
+            _log(run_dir, f"interrupted at step {state.step}; continue with --resume", echo)
+        raise
+    finally:
+        bar.close()
+        if board is not None:
+            board.close()
+    state.wall_time = wall()
+    if main:
+        _log(run_dir, f"stopped at step {state.step} of {total}; session "
+                      f"{time.perf_counter() - session_start:.0f} s", echo)
+    return RunResult(run_dir, state.step, state.val_psnr, state.wall_time, last_sps)
+
+
+def _write_row(run_dir: Path, board: Any, row: Mapping[str, Any]) -> None:
+    """One scalars.csv row (and the same scalars to TensorBoard when it is there)."""
+    _append_scalars(run_dir / SCALARS_NAME, row)
+    if board is not None:
+        for key in SCALAR_COLUMNS[1:]:
+            if isinstance(row.get(key), float) and math.isfinite(row[key]):
+                board.add_scalar(key, row[key], row["step"])
+
+
+def _save(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time: float,
+          session_s: float) -> None:
+    """The checkpoint of ``state`` and the session's progress in run.json."""
+    save_checkpoint(_checkpoint(state, cfg, wall_time), run_dir / CHECKPOINT_NAME)
+    info = read_run_info(run_dir)
+    info["sessions"][-1].update(end_step=state.step, end=_now(), wall_s=session_s)
+    write_run_info(run_dir, info)
+    _log(run_dir, f"step {state.step}: checkpoint written", echo=False)
+
+
+def _window_means(window: list[dict[str, float | None]], rt: Runtime) -> dict[str, float]:
+    """Means over the steps since the last log row (skipped terms: NaN), then over the ranks."""
+    keys = ("total", *TERMS)
+    values = torch.tensor([[math.nan if r[k] is None else r[k] for k in keys] for r in window],
+                          dtype=torch.float64)
+    means = values.mean(0)
+    if rt.ctx.distributed:  # NCCL reduces GPU tensors only
+        means = all_reduce_mean(means.to(rt.device), rt.ctx).cpu()
+    means = means.tolist()
+    row: dict[str, Any] = dict(zip(keys, means))
+    row.update({k: window[-1][k] for k in ("lr_g", "lr_dsnet", "temperature")})
+    return row

@@ -1,0 +1,152 @@
+"""Multi-process training: placement from the environment, sharding, and DDP (two gloo processes on
+the CPU) against one process with the whole batch."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import skimage.data
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+from torch.utils.data import default_collate
+
+from burstjdd.errors import ConfigError
+from burstjdd.train.checkpoint import load_checkpoint
+from burstjdd.train.config import config_from_dict, config_to_dict
+from burstjdd.train.distributed import (
+    DistContext,
+    from_env,
+    init_process_group,
+    local_batch_size,
+    rank_indices,
+    shutdown,
+    wrap_model,
+)
+from burstjdd.train.loop import (
+    Runtime,
+    build_training_dataset,
+    make_train_state,
+    train,
+    train_step,
+)
+
+STEPS = 3
+# DDP vs one process, same samples: the gradient mean over the 4 samples is summed in another order
+# (each rank averages its 2, then the all-reduce averages the 2 ranks; the convolutions reduce
+# their weight gradients over 2 samples instead of 4), so float32 rounding differs: measured
+# 5e-6 of each tensor's largest gradient, allowed 2e-5. A parameter whose true gradient is 0
+# (the DSNet's last bias cancels in the block-matching MAD) holds pure rounding noise, at the
+# scale of the model's largest gradient times float32 eps: allowed 1e-6 of that.
+GRAD_RTOL, GRAD_NOISE = 2e-5, 1e-6
+# Parameters are NOT compared after several steps: Adam's first updates m / sqrt(v) are about
+# lr·sign(g) per element, so an element whose gradient is within rounding error of 0 (such as
+# that bias, or the zero-initialised DCN offset convolutions) moves by ±lr in a direction set by
+# the rounding, and the trajectories then differ by ~lr in a few elements. The losses of every
+# step (a function of all parameters) still agree to LOSS_RTOL, which catches a rank training on
+# other data.
+LOSS_RTOL = 1e-5
+
+
+def test_placement_from_the_environment():
+    assert from_env({}) == DistContext(0, 1, 0)
+    assert from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == DistContext(3, 4, 1)
+    assert from_env({"RANK": "1", "WORLD_SIZE": "2"}).is_main is False
+    with pytest.raises(ConfigError, match="integers"):
+        from_env({"WORLD_SIZE": "two"})
+    with pytest.raises(ConfigError, match="rank 2 of 2"):
+        DistContext(2, 2)
+
+
+def test_ranks_split_each_global_batch():
+    # global batch 6 over 3 ranks: step 4 is samples 24..29, two per rank, in rank order
+    slices = [rank_indices(4, 6, DistContext(r, 3)) for r in range(3)]
+    assert [list(s) for s in slices] == [[24, 25], [26, 27], [28, 29]]
+    assert local_batch_size(6, DistContext(0, 3)) == 2
+    with pytest.raises(ConfigError, match="multiple of the number of processes"):
+        local_batch_size(5, DistContext(0, 2))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _first_step_gradients(tree: dict, ctx: DistContext) -> dict[str, torch.Tensor]:
+    """Gradients of update 0 (from the seeded initial parameters) on this rank's slice of the
+    global batch, after DDP's averaging."""
+    cfg = config_from_dict(tree)
+    rt = Runtime(torch.device("cpu"), None, ctx)
+    state = make_train_state(cfg, rt.device)
+    model = wrap_model(state.model, ctx, rt.device, cfg.data.frames)
+    dataset = build_training_dataset(cfg)
+    batch = default_collate([dataset[i] for i in rank_indices(0, cfg.optim.batch_size, ctx)])
+    train_step(model, state, batch, cfg, rt)  # the gradient stays in .grad after the update
+    return {k: p.grad.clone() for k, p in state.model.named_parameters()}
+
+
+def _run(tree: dict, run_dir: str, ctx: DistContext) -> None:
+    grads = _first_step_gradients(tree, ctx)
+    if ctx.is_main:
+        torch.save(grads, f"{run_dir}.grads.pt")
+    train(config_from_dict(tree), run_dir, ctx=ctx, progress=False, echo=False)
+
+
+def _worker(rank: int, world: int, port: int, tree: dict, run_dir: str) -> None:
+    torch.set_num_threads(1)
+    ctx = DistContext(rank, world, rank)
+    init_process_group(ctx, torch.device("cpu"), init_method=f"tcp://127.0.0.1:{port}")
+    try:
+        _run(tree, run_dir, ctx)
+    finally:
+        shutdown()
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stills")
+    for i, name in enumerate(("astronaut", "coffee", "chelsea")):
+        Image.fromarray(getattr(skimage.data, name)()[100:180, 100:180]).save(root / f"{i}.png")
+    return root
+
+
+def test_two_processes_train_like_one_process_with_the_whole_batch(stills, tmp_path):
+    tree = config_to_dict(config_from_dict({
+        "model": {"preset": "compact", "overrides": {"nf": 8, "deformable_groups": 2,
+                                                     "extract_blocks": 1, "dsnet_width": 4}},
+        "data": {"paths": [str(stills)], "crop": 32, "search_radius": 8, "frames": 3,
+                 "workers": 0},
+        "optim": {"batch_size": 4},  # global: 2 per rank with 2 processes
+        "schedule": {"total_steps": STEPS},
+        "run": {"log_every": 1, "device": "cpu", "precision": "fp32"},
+    }))
+    mp.spawn(_worker, args=(2, _free_port(), tree, str(tmp_path / "ddp")), nprocs=2, join=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run(tree, str(tmp_path / "one"), DistContext())
+    finally:
+        torch.set_num_threads(threads)
+
+    ddp_grads = torch.load(tmp_path / "ddp.grads.pt")
+    one_grads = torch.load(tmp_path / "one.grads.pt")
+    noise = GRAD_NOISE * max(float(g.abs().max()) for g in one_grads.values())
+    for key, g in one_grads.items():
+        tol = GRAD_RTOL * float(g.abs().max()) + noise
+        assert float((ddp_grads[key] - g).abs().max()) <= tol, key
+    # the gradients stand far above the noise floor: a sum over the ranks (2x the mean) fails above
+    assert any(float(g.abs().max()) > 1e3 * noise for g in one_grads.values())
+
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    one = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    assert ddp.step == one.step == STEPS and ddp.model.keys() == one.model.keys()
+    # only rank 0 wrote: one scalars row per step, holding the mean loss over both ranks
+    rows = (tmp_path / "ddp" / "scalars.csv").read_text().splitlines()
+    assert len(rows) == 1 + STEPS
+    ddp_total = [float(r.split(",")[1]) for r in rows[1:]]
+    one_total = [float(r.split(",")[1]) for r in
+                 (tmp_path / "one" / "scalars.csv").read_text().splitlines()[1:]]
+    assert ddp_total == pytest.approx(one_total, rel=LOSS_RTOL)
+    assert len({round(t) for t in one_total}) == STEPS  # the loss changes from step to step

@@ -1,0 +1,248 @@
+"""Training loop: exact resume, data order, schedule plumbing, loss white balance, validation."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+from torch import nn
+
+from burstjdd.errors import ConfigError, DataError, WeightsError
+from burstjdd.models.jddb import JDDBOutput
+from burstjdd.raw.color import render
+from burstjdd.train.checkpoint import capture_rng, load_checkpoint, restore_rng
+from burstjdd.train.config import config_from_dict
+from burstjdd.train.distributed import DistContext
+from burstjdd.train.loop import (
+    Runtime,
+    StepBatchSampler,
+    build_training_dataset,
+    build_validation_set,
+    check_config,
+    loss_targets,
+    resolve_data_paths,
+    train,
+    validation_psnr,
+)
+from burstjdd.train.schedule import lr_at
+
+TINY_MODEL = {"preset": "compact",
+              "overrides": {"nf": 8, "deformable_groups": 2, "extract_blocks": 1, "dsnet_width": 4}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory):
+    """Three 80x80 crops of scikit-image photos (big enough for 48 px frames + motion)."""
+    root = tmp_path_factory.mktemp("stills")
+    for i, name in enumerate(("astronaut", "coffee", "chelsea")):
+        Image.fromarray(getattr(skimage.data, name)()[100:180, 100:180]).save(root / f"{i}.png")
+    return root
+
+
+def tiny_config(paths, total_steps=4, **sections):
+    """32 px GT crops, 8 px search radius, 3 frames, tiny compact model, CPU fp32."""
+    tree = {
+        "model": TINY_MODEL,
+        "data": {"paths": [str(paths)], "crop": 32, "search_radius": 8, "frames": 3,
+                 "workers": 0},
+        "optim": {"batch_size": 2},
+        "schedule": {"total_steps": total_steps},
+        "run": {"log_every": 1, "val_every": 1000, "checkpoint_every": 1000, "device": "cpu",
+                "precision": "fp32"},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree[name], **values}
+    return config_from_dict(tree)
+
+
+def read_scalars(run_dir):
+    with open(run_dir / "scalars.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def quiet_train(*args, **kwargs):
+    return train(*args, progress=False, echo=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def straight_run(stills, tmp_path_factory):
+    """An uninterrupted 4-step run (the reference of the resume test)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "straight"
+    result = quiet_train(tiny_config(stills), run_dir)
+    return run_dir, result
+
+
+def test_resumed_run_is_bitwise_equal_to_an_uninterrupted_one(stills, straight_run, tmp_path):
+    straight_dir, straight = straight_run
+    cfg = tiny_config(stills)
+    first = quiet_train(cfg, tmp_path / "r", stop_at=2)
+    assert first.step == 2
+    half = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    # a crash after step 3 was logged but before it was checkpointed: resume drops that row
+    with open(tmp_path / "r" / "scalars.csv", "a") as f:
+        f.write("3,999,1,1,1,,1,1,1,1,\n")
+    second = quiet_train(cfg, tmp_path / "r", resume=True)
+    assert second.step == straight.step == 4
+    a = load_checkpoint(straight_dir / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert a.step == b.step == 4 and a.model.keys() == b.model.keys()
+    for key in a.model:
+        assert torch.equal(a.model[key], b.model[key]), key
+    # training moved the parameters between the two halves (so the equality above means something)
+    assert any(not torch.equal(half.model[k], b.model[k]) for k in b.model)
+    for sa, sb in zip(a.optimizer["state"].values(), b.optimizer["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"])
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert a.scheduler == b.scheduler
+    # same losses, step by step, in both scalar logs
+    rows_a, rows_b = read_scalars(straight_dir), read_scalars(tmp_path / "r")
+    assert [r["step"] for r in rows_b] == ["1", "2", "3", "4"]
+    assert [r["total"] for r in rows_a] == [r["total"] for r in rows_b]
+    assert b.wall_time > half.wall_time > 0
+
+
+def test_scalars_follow_the_schedule(straight_run):
+    run_dir, _ = straight_run
+    rows = read_scalars(run_dir)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    # T = 1e-2 before half the run (updates 0, 1), 1e-3 after; L_BM on for update 0 only
+    # (round(4 / 3) = 1); lr of update u is lr_at(u)
+    assert [float(r["temperature"]) for r in rows] == [1e-2, 1e-2, 1e-3, 1e-3]
+    assert [r["block_matching"] != "" for r in rows] == [True, False, False, False]
+    for u, r in enumerate(rows):
+        assert float(r["lr_g"]) == pytest.approx(lr_at(u, 4, 1e-4), rel=1e-6)
+        assert float(r["lr_dsnet"]) == pytest.approx(lr_at(u, 4, 1e-5), rel=1e-6)
+        terms = [float(r[k]) if r[k] else 0.0 for k in
+                 ("reconstruction", "interpolation", "one_hot", "block_matching")]
+        weighted = terms[0] + terms[1] + 1e5 * terms[2] + 1e3 * terms[3]
+        assert float(r["total"]) == pytest.approx(weighted, rel=1e-5)
+        assert float(r["samples_per_s"]) > 0 and r["val_psnr"] == ""
+    text = (run_dir / "config.yaml").read_text()
+    assert str(run_dir) in text and "total_steps: 4" in text
+
+
+def test_data_order_depends_on_step_only():
+    one = DistContext()
+    assert list(StepBatchSampler(0, 3, 2, one)) == [[0, 1], [2, 3], [4, 5]]
+    # a resumed loader starts where the stopped one would have gone on
+    assert list(StepBatchSampler(2, 3, 2, one)) == [[4, 5]]
+    ranks = [list(StepBatchSampler(1, 3, 4, DistContext(r, 2))) for r in range(2)]
+    assert ranks == [[[4, 5], [8, 9]], [[6, 7], [10, 11]]]
+    assert len(StepBatchSampler(5, 3, 2, one)) == 0
+
+
+def test_loss_white_balance_is_the_official_red_blue_gains(stills):
+    ds = build_training_dataset(tiny_config(stills))
+    sample = ds[0]
+    batch = {k: v[None] for k, v in sample.items()}
+    wb = loss_targets(batch)["wb"][0]
+    assert torch.equal(wb, torch.stack([sample["red_gain"], torch.tensor(1.0),
+                                        sample["blue_gain"]]))
+    # the sample's own wb (render / protocol ISP) also carries the rgb gain
+    torch.testing.assert_close(sample["wb"], wb * sample["rgb_gain"])
+    assert not torch.allclose(sample["wb"], wb)
+    assert torch.equal(loss_targets(batch)["ccm"], batch["cam2rgb"])
+
+
+class ZeroModel(nn.Module):
+    """Predicts black: validation PSNR is then a function of the GT alone."""
+
+    def forward(self, frames, noise, ref, *, origins, size, **kwargs):
+        return JDDBOutput(torch.zeros(frames.shape[0], 3, 2 * size, 2 * size), None, None)
+
+
+def test_validation_psnr_uses_the_protocol_isp(stills):
+    cfg = tiny_config(stills, data={"val_paths": [str(stills)]})
+    batches, summary = build_validation_set(cfg, n_samples=3, batch_size=2)
+    assert [b["gt"].shape[0] for b in batches] == [2, 1] and "3 samples" in summary
+    got = validation_psnr(ZeroModel(), batches, cfg, Runtime(torch.device("cpu"), None))
+    expected = []
+    for b in batches:
+        for gt, wb, ccm in zip(b["gt"], b["wb"], b["cam2rgb"]):
+            a = 255 * render(torch.zeros_like(gt), wb, ccm).double().numpy()
+            g = 255 * render(gt, wb, ccm).double().numpy()
+            expected.append(10 * math.log10(255**2 / np.mean((a - g) ** 2)))
+    assert got == pytest.approx(float(np.mean(expected)), rel=1e-12)
+    # the same fixed bursts every time
+    again, _ = build_validation_set(cfg, n_samples=3, batch_size=2)
+    assert torch.equal(again[1]["frames"], batches[1]["frames"])
+
+
+def test_validation_runs_in_training(stills, tmp_path):
+    cfg = tiny_config(stills, total_steps=2, data={"val_paths": [f"stills:{stills}"]},
+                      run={"val_every": 1})
+    result = quiet_train(cfg, tmp_path / "v", val_samples=2)
+    rows = read_scalars(tmp_path / "v")
+    assert [float(r["val_psnr"]) for r in rows][-1] == pytest.approx(result.val_psnr)
+    assert rows[0]["step"] == "0" and rows[0]["total"] == ""  # the untrained baseline
+    assert all(r["val_psnr"] for r in rows) and 0 < result.val_psnr < 60
+    assert load_checkpoint(tmp_path / "v" / "checkpoint.pt").val_psnr == result.val_psnr
+
+
+def test_bad_runs_fail_before_creating_the_run_dir(stills, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        check_config(tiny_config(tmp_path / "missing"))
+    with pytest.raises(DataError, match="does not exist"):  # a kind prefix is understood
+        check_config(tiny_config(f"stills:{tmp_path / 'missing'}"))
+    with pytest.raises(ConfigError, match="multiple of the number of processes"):
+        check_config(tiny_config(stills, optim={"batch_size": 3}), DistContext(0, 2))
+    with pytest.raises(ConfigError, match="stop_at"):
+        quiet_train(tiny_config(stills), tmp_path / "s", stop_at=5)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ConfigError, match="not empty"):
+        (tmp_path / "full").mkdir()
+        (tmp_path / "full" / "x").write_text("")
+        quiet_train(tiny_config(stills), tmp_path / "full")
+
+
+def test_resume_refuses_a_changed_trajectory(stills, straight_run):
+    run_dir, _ = straight_run
+    with pytest.raises(ConfigError, match="optim.lr_g"):
+        quiet_train(tiny_config(stills, optim={"lr_g": 2e-4}), run_dir, resume=True)
+    # the data may move and logging may change: nothing left to do, the run is complete
+    moved = tiny_config(stills, run={"log_every": 7})
+    assert quiet_train(moved, run_dir, resume=True).step == 4
+
+
+def test_data_paths_become_absolute(monkeypatch, stills):
+    monkeypatch.chdir(stills.parent)
+    cfg = resolve_data_paths(tiny_config(f"stills:{stills.name}", data={
+        "val_paths": ["builtin:skimage", stills.name]}))
+    assert cfg.data.paths == (f"stills:{stills}",)
+    assert cfg.data.val_paths == ("builtin:skimage", str(stills))
+
+
+def test_rng_states_round_trip():
+    import random
+
+    state = capture_rng()
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng(state)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def test_foreign_or_missing_checkpoints_are_refused(tmp_path):
+    with pytest.raises(WeightsError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a burstjdd training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(WeightsError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
