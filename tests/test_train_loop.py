@@ -246,3 +246,32 @@ def test_foreign_or_missing_checkpoints_are_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(WeightsError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_validation_floors_rank_the_trivial_answers_on_a_static_scene():
+    """Static scene: the mean of 5 independent noisy frames beats the noisy reference, and with
+    no noise both equal the bilinear demosaic of the clean crop."""
+    from burstjdd.eval.baselines import demosaic_bilinear
+    from burstjdd.eval.metrics import protocol_srgb, psnr
+    from burstjdd.raw.cfa import mosaic, pack
+    from burstjdd.train.loop import validation_floors
+
+    g = torch.Generator().manual_seed(0)
+    up = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(48, 48),
+                                         mode="bicubic", align_corners=False)
+    scene = (0.2 + 0.6 * up[0]).clamp(0, 1)  # (3, 48, 48)
+    clean = pack(mosaic(scene)).expand(5, 4, 24, 24)
+    noisy = (clean + 0.05 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    gt = scene[:, 8:40, 8:40]  # the 32x32 crop at packed origin (4, 4)
+
+    def batch(frames):
+        return {"frames": frames[None], "origin": torch.tensor([[4, 4]]), "gt": gt[None],
+                "ref": torch.tensor([2]), "wb": torch.ones(1, 3), "cam2rgb": torch.eye(3)[None]}
+
+    floors = validation_floors([batch(noisy)])
+    assert floors["unaligned_mean"] > floors["noisy_ref"] + 3.0
+    exact = validation_floors([batch(clean)])
+    expected = psnr(protocol_srgb(demosaic_bilinear(mosaic(gt)), torch.ones(3), torch.eye(3)),
+                    protocol_srgb(gt, torch.ones(3), torch.eye(3)))
+    assert exact["noisy_ref"] == pytest.approx(expected, abs=1e-6)
+    assert exact["unaligned_mean"] == pytest.approx(expected, abs=1e-6)

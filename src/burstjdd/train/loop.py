@@ -53,9 +53,11 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm import tqdm
 
 from burstjdd.errors import ConfigError, DataError
+from burstjdd.eval.baselines import demosaic_bilinear
 from burstjdd.eval.metrics import protocol_srgb, psnr
 from burstjdd.models.dsnet import bilinear_guide
 from burstjdd.models.jddb import JDDBOutput, TwoStageJDDB, build_model
+from burstjdd.raw.cfa import unpack
 from burstjdd.synth.datasets import SampleConfig, TrainingDataset
 from burstjdd.synth.sources import FrameSource, derive_seed, open_source
 from burstjdd.train.checkpoint import (
@@ -95,7 +97,7 @@ __all__ = [
     "build_training_dataset", "build_validation_set", "check_config", "describe_hardware",
     "loss_targets",
     "make_train_state", "open_sources", "resolve_data_paths", "resolve_runtime", "sample_config",
-    "train", "train_step", "training_wb", "validation_psnr",
+    "train", "train_step", "training_wb", "validation_floors", "validation_psnr",
 ]
 
 VAL_SAMPLES = 8  # fixed validation bursts (indices 0..7 of a "val"-seeded dataset)
@@ -399,6 +401,25 @@ def validation_psnr(model: TwoStageJDDB, batches: Sequence[Mapping[str, Tensor]]
     return float(sum(values) / len(values))
 
 
+def validation_floors(batches: Sequence[Mapping[str, Tensor]]) -> dict[str, float]:
+    """Mean PSNR (dB, as :func:`validation_psnr`) of two answers that need no training, on the
+    same validation bursts: the noisy reference crop and the unaligned mean of all frames'
+    crops, each demosaicked bilinearly. A trained model has to clear both."""
+    values: dict[str, list[float]] = {"noisy_ref": [], "unaligned_mean": []}
+    for batch in batches:
+        frames, origins = batch["frames"], batch["origin"]  # (B, N, 4, F, F), (B, 2) packed
+        size = batch["gt"].shape[-1] // 2
+        for i in range(frames.shape[0]):
+            oy, ox = (int(v) for v in origins[i])
+            crops = frames[i, :, :, oy : oy + size, ox : ox + size]  # (N, 4, P, P)
+            ref = int(batch["ref"][i])
+            wb, ccm, gt = batch["wb"][i], batch["cam2rgb"][i], batch["gt"][i]
+            for name, packed in (("noisy_ref", crops[ref]), ("unaligned_mean", crops.mean(0))):
+                rgb = demosaic_bilinear(unpack(packed))
+                values[name].append(psnr(protocol_srgb(rgb, wb, ccm), protocol_srgb(gt, wb, ccm)))
+    return {name: float(sum(v) / len(v)) for name, v in values.items()}
+
+
 # ---------------------------------------------------------------------- run directory
 
 
@@ -571,6 +592,9 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
         state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
         _write_row(run_dir, board, {"step": 0, "val_psnr": state.val_psnr})
         _log(run_dir, f"step 0: validation PSNR {state.val_psnr:.3f} dB", echo)
+        floors = validation_floors(val[0])
+        _log(run_dir, "validation floors: " + ", ".join(
+            f"{name} {value:.3f} dB" for name, value in floors.items()), echo)
     window: list[dict[str, float | None]] = []
     window_start, last_sps, saved = time.perf_counter(), None, start
     bar = tqdm(total=stop, initial=start, disable=not (main and progress), unit="step",
