@@ -190,13 +190,28 @@ def test_demo_writes_a_labelled_comparison(tmp_path, capsys, weights):
     assert Image.open(out / "demo.png").size == (4 * 64 + 3 * GAP, 64 + LABEL_HEIGHT)
     assert Image.open(out / "restored.png").size == (64, 64)
     for name in ("noisy reference", "unaligned mean", "ours"):
-        line = next(line for line in stdout.splitlines() if name in line)
+        line = next(line for line in stdout.splitlines() if name in line and "PSNR" in line)
         assert float(line.split("PSNR")[1].split("dB")[0]) > 0
 
 
-def test_demo_without_weights_fails_with_one_line(tmp_path, capsys, monkeypatch):
+def test_demo_without_shipped_weights_shows_the_classical_merge(tmp_path, capsys, monkeypatch):
+    """No weights shipped and no --model: the demo still runs (no data, no download), says so,
+    and labels the third panel as the classical merge, never as ours."""
     monkeypatch.setattr(hub, "shipped_weights", lambda: [])
-    code, _, err = run(capsys, "demo", "-o", tmp_path / "demo", "--size", "64")
+    out = tmp_path / "demo"
+    code, stdout, _ = run(capsys, "demo", "-o", out, "--size", "64")
+    assert code == 0
+    assert "ships no learned weights" in stdout
+    assert not any(line.strip().startswith("ours") for line in stdout.splitlines())
+    merge = next(line for line in stdout.splitlines() if "HDR+-style merge" in line and "PSNR" in line)
+    noisy = next(line for line in stdout.splitlines() if "noisy reference" in line)
+    db = lambda line: float(line.split("PSNR")[1].split("dB")[0])  # noqa: E731
+    assert db(merge) > db(noisy)
+    assert Image.open(out / "demo.png").size == (4 * 64 + 3 * GAP, 64 + LABEL_HEIGHT)
+
+
+def test_demo_with_a_missing_model_fails_with_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "demo", "-o", tmp_path / "demo", "--model", tmp_path / "nope",
+                       "--size", "64")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "no pretrained weights are shipped" in err
     assert not (tmp_path / "demo").exists()
