@@ -21,13 +21,7 @@ from burstjdd.raw.noise import NoiseLevel
 from burstjdd.restore import Restorer
 from burstjdd.synth.burst import simulate_burst
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()   # tiny tensors: one thread is faster; restored after
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -85,16 +85,6 @@ def test_offset_groups_move_their_own_channels_only():
     torch.testing.assert_close(out[0, 1], x[0, 1])
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny float64 products gain nothing from threads, and MKL's threaded dgemm can stall for
-    # tens of milliseconds per call when the cores are shared with other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_gradcheck_float64(one_thread):
     g = _gen(4)
     # Two deformable groups of two channels each, 4x4 image: small enough to check every entry.

@@ -6,10 +6,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-import skimage.data
 import torch
 import torch.multiprocessing as mp
-from PIL import Image
 from torch.utils.data import default_collate
 
 from burstjdd.errors import ConfigError
@@ -102,14 +100,6 @@ def _worker(rank: int, world: int, port: int, tree: dict, run_dir: str) -> None:
         _run(tree, run_dir, ctx)
     finally:
         shutdown()
-
-
-@pytest.fixture(scope="module")
-def stills(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stills")
-    for i, name in enumerate(("astronaut", "coffee", "chelsea")):
-        Image.fromarray(getattr(skimage.data, name)()[100:180, 100:180]).save(root / f"{i}.png")
-    return root
 
 
 def test_two_processes_train_like_one_process_with_the_whole_batch(stills, tmp_path):

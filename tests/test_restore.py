@@ -32,17 +32,9 @@ from burstjdd.restore import (
     tile_layout,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LOW = NoiseLevel(2e-4, 2e-3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tensors here are tiny: one thread is faster than several (and than several fighting
-    # over a shared machine). Restored afterwards for the rest of the suite.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_model(variant: str = "full", seed: int = 0) -> nn.Module:

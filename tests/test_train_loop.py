@@ -7,9 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
-from PIL import Image
 from torch import nn
 
 from burstjdd.errors import ConfigError, DataError, WeightsError
@@ -31,26 +29,10 @@ from burstjdd.train.loop import (
 )
 from burstjdd.train.schedule import lr_at
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY_MODEL = {"preset": "compact",
               "overrides": {"nf": 8, "deformable_groups": 2, "extract_blocks": 1, "dsnet_width": 4}}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def stills(tmp_path_factory):
-    """Three 80x80 crops of scikit-image photos (big enough for 48 px frames + motion)."""
-    root = tmp_path_factory.mktemp("stills")
-    for i, name in enumerate(("astronaut", "coffee", "chelsea")):
-        Image.fromarray(getattr(skimage.data, name)()[100:180, 100:180]).save(root / f"{i}.png")
-    return root
 
 
 def tiny_config(paths, total_steps=4, **sections):
