@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 
 import numpy as np
@@ -193,24 +195,32 @@ def test_cli_writes_tables_json_and_figures(clips, tmp_path, capsys):
 def test_our_model_is_a_method_only_with_weights(tmp_path):
     from burstjdd.models import hub
     from burstjdd.models.jddb import build_model
+    from burstjdd.restore import model_method
 
     notes = []
-    names = [m.name for m in ev.resolve_methods(["bilinear"], note=notes.append)]
+    names = [m.name for m in ev.resolve_methods(["bilinear"], model_method=model_method,
+                                                note=notes.append)]
     assert names == ["bilinear"] and notes == []  # not asked for: no note
     if not hub.shipped_weights():
-        assert "ours" not in [m.name for m in ev.resolve_methods(None, note=notes.append)]
+        methods = ev.resolve_methods(None, model_method=model_method, note=notes.append)
+        assert "ours" not in [m.name for m in methods]
         assert len(notes) == 1 and "skipped" in notes[0]
     tiny = dict(nf=8, deformable_groups=2, extract_blocks=1, dsnet_width=4)
     for seed in (0, 1):
         hub.save_pretrained(build_model("compact", seed=seed, **tiny), tmp_path / f"w{seed}")
     versions = {
-        (seed, radius): ev.resolve_methods(["bilinear"], model=tmp_path / f"w{seed}",
-                                           search_radius=radius, device="cpu")[-1]
+        (seed, radius): ev.resolve_methods(
+            ["bilinear"], model=tmp_path / f"w{seed}",
+            model_method=functools.partial(model_method, search_radius=radius, device="cpu"),
+        )[-1]
         for seed, radius in ((0, 8.0), (0, 16.0), (1, 8.0))
     }
     assert {m.name for m in versions.values()} == {"ours"}
     # other weights or another radius: another cache key
     assert len({m.version for m in versions.values()}) == 3
+    # without a model factory (eval alone, below restore) our model is never a method
+    assert [m.name for m in ev.resolve_methods(["bilinear"], model=tmp_path / "w0")] == [
+        "bilinear"]
 
 
 def test_still_bursts_are_seeded_and_grouped(stills):

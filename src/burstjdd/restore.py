@@ -72,6 +72,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
+from burstjdd.eval.evaluate import OURS, Method
+from burstjdd.models import hub
+from burstjdd.models.hub import DEFAULT_WEIGHTS
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
 from burstjdd.raw.io import RawBurst
@@ -79,6 +82,7 @@ from burstjdd.raw.noise import noise_map
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "model_method",
     "DEVICES",
     "PRECISIONS",
     "RestoreOptions",
@@ -94,7 +98,6 @@ __all__ = [
     "tile_layout",
 ]
 
-DEFAULT_WEIGHTS = "compact"  # shipped weights used when no model is named
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_CPU_MEMORY = 2 << 30  # bytes of tiles in flight on CPU/MPS
@@ -452,8 +455,6 @@ class Restorer:
         """A Restorer with weights from a directory or a shipped name (None: the default
         shipped weights, ``DEFAULT_WEIGHTS``). Never uses the network; WeightsError when the
         weights cannot be found or loaded. ``options``: as :class:`Restorer`."""
-        from burstjdd.models import hub
-
         if name_or_path is None:
             if DEFAULT_WEIGHTS not in hub.shipped_weights():
                 raise WeightsError(
@@ -477,3 +478,17 @@ class Restorer:
         return (f"Restorer({type(self.model).__name__}, device={self.device}, tile={o.tile}, "
                 f"overlap={o.overlap}, search_radius={o.search_radius}, "
                 f"precision={o.precision!r})")
+
+
+def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
+                 device: str = "auto", name: str = OURS) -> Method:
+    """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
+    ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``.
+
+    version = (weights sha256, search radius in full-res px): other weights or another radius
+    are another cache key. WeightsError when the weights cannot be loaded.
+    """
+    path = hub.resolve_weights(weights)
+    restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
+    version = f"model:{hub.sha256_file(path / hub.WEIGHTS_NAME)}:{search_radius}"
+    return Method(name, lambda burst: restorer.restore(burst, progress=False), version)

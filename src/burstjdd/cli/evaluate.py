@@ -69,6 +69,9 @@ def _noise_arg(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
+
+    from burstjdd import restore
     from burstjdd.errors import ConfigError
     from burstjdd.eval import evaluate as ev
 
@@ -82,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     noises = [_noise_arg(n) for n in ev.parse_list(args.noise or default_noise, "noise")]
     names = None if args.methods is None else ev.parse_list(args.methods, "method")
     out = Path(args.out)
-    methods = ev.resolve_methods(names, model=args.model, search_radius=args.search_radius,
-                                 device=args.device)
+    our_method = functools.partial(restore.model_method, search_radius=args.search_radius,
+                                   device=args.device)
+    methods = ev.resolve_methods(names, model=args.model, model_method=our_method)
     cache = ev.ResultCache(out / "cache.jsonl")
     progress = not args.no_progress
     print(f"methods: {', '.join(m.name for m in methods)}")

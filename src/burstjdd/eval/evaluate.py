@@ -40,6 +40,8 @@ from burstjdd.eval.baselines import (
     get_baseline,
 )
 from burstjdd.eval.metrics import protocol_srgb, psnr, ssim
+from burstjdd.models import hub
+from burstjdd.models.hub import DEFAULT_WEIGHTS
 from burstjdd.raw.cfa import mosaic
 from burstjdd.raw.io import RawBurst, atomic_output
 from burstjdd.raw.noise import NoiseLevel, add_noise, parse_noise
@@ -93,28 +95,8 @@ def baseline_method(name: str) -> Method:
     return Method(name, get_baseline(name), _file_digest(baselines_module.__file__))
 
 
-def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
-                 device: str = "auto", name: str = OURS) -> Method:
-    """Our model from a weights directory or shipped name (``Restorer.from_pretrained``).
-
-    version = (weights sha256, search radius in full-res px). WeightsError when not loadable.
-    """
-    from burstjdd import restore as restore_module
-    from burstjdd.models import hub
-
-    path = hub.resolve_weights(weights)
-    restorer = restore_module.Restorer.from_pretrained(path, device=device,
-                                                       search_radius=search_radius)
-    sha = _file_digest(path / hub.WEIGHTS_NAME)
-
-    def run(burst: RawBurst) -> Tensor:
-        return restorer.restore(burst, progress=False)
-
-    return Method(name, run, _digest("model", sha, search_radius))
-
-
 def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = None,
-                    search_radius: float | None = None, device: str = "auto",
+                    model_method: Callable[[str], Method] | None = None,
                     note: Callable[[str], None] = print) -> list[Method]:
     """The methods to run, in order.
 
@@ -123,7 +105,9 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
     valid ones; a requested baseline whose optional dependency is missing raises
     BaselineUnavailableError. model: weights directory or shipped name; without it the default
     shipped weights are used if there are any, else our model is skipped with a ``note``
-    (an error when ``ours`` was named explicitly).
+    (an error when ``ours`` was named explicitly). model_method: weights → our model's Method
+    (``burstjdd.restore.model_method``, passed in because restore sits above eval); None
+    means our model is not evaluated.
     """
     valid = [*BASELINES, OURS]
     names = list(names or [])
@@ -137,12 +121,9 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
         reason = BASELINES[m.name].unavailable_reason()
         if reason is not None:
             raise BaselineUnavailableError(f"baseline {m.name!r} cannot run: {reason}")
-    if want_ours:
+    if want_ours and model_method is not None:
         weights = model
         if weights is None:
-            from burstjdd.models import hub
-            from burstjdd.restore import DEFAULT_WEIGHTS
-
             if DEFAULT_WEIGHTS in hub.shipped_weights():
                 weights = DEFAULT_WEIGHTS
             elif OURS in names:
@@ -150,7 +131,7 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
             else:
                 note("note: our model skipped (no --model given and no weights are shipped)")
         if weights is not None:
-            methods.append(model_method(weights, search_radius=search_radius, device=device))
+            methods.append(model_method(weights))
     return methods
 
 

@@ -370,6 +370,9 @@ def _shipped_root() -> Path | None:
     return Path(str(root)) if isinstance(root, Path) and root.is_dir() else None
 
 
+DEFAULT_WEIGHTS = "compact"  # the shipped weights used when no model is named
+
+
 def shipped_weights() -> list[str]:
     """Names of the weights directories shipped inside the package (``burstjdd/weights/``)."""
     root = _shipped_root()
