@@ -65,6 +65,7 @@ import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -72,13 +73,15 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
-from burstjdd.eval.evaluate import OURS, Method
 from burstjdd.models import hub
 from burstjdd.models.hub import DEFAULT_WEIGHTS
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
 from burstjdd.raw.io import RawBurst
 from burstjdd.raw.noise import noise_map
+
+if TYPE_CHECKING:
+    from burstjdd.eval.evaluate import Method
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -481,14 +484,16 @@ class Restorer:
 
 
 def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
-                 device: str = "auto", name: str = OURS) -> Method:
+                 device: str = "auto", name: str | None = None) -> Method:
     """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
     ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``.
 
     version = (weights sha256, search radius in full-res px): other weights or another radius
     are another cache key. WeightsError when the weights cannot be loaded.
     """
+    from burstjdd.eval.evaluate import OURS, Method  # evaluation only: keep restore light
+
     path = hub.resolve_weights(weights)
     restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
     version = f"model:{hub.sha256_file(path / hub.WEIGHTS_NAME)}:{search_radius}"
-    return Method(name, lambda burst: restorer.restore(burst, progress=False), version)
+    return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)
