@@ -242,3 +242,15 @@ def test_resolve_weights(saved, tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "_shipped_root", lambda: None)
     with pytest.raises(WeightsError, match="no weights are shipped yet"):
         hub.resolve_weights("demo")
+
+
+@pytest.mark.parametrize("shipped,cpu,gpu", [
+    (["compact", "paper"], "compact", "paper"),
+    (["compact"], "compact", "compact"),
+    (["paper"], "paper", "paper"),
+    ([], None, None),
+])
+def test_default_weights_fit_the_device(monkeypatch, shipped, cpu, gpu):
+    monkeypatch.setattr(hub, "shipped_weights", lambda: shipped)
+    assert hub.default_weights("cpu") == hub.default_weights(torch.device("cpu")) == cpu
+    assert hub.default_weights("cuda") == hub.default_weights("mps") == gpu

@@ -10,13 +10,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from burstjdd.errors import BurstFormatError, ConfigError
+from burstjdd.raw.cfa import demosaic_bilinear, unpack
 from burstjdd.models.jddb import (
     PRESETS,
+    RESIDUAL_BLUR,
     VARIANTS,
     JDDBOutput,
     ModelConfig,
     TwoStageJDDB,
     build_model,
+    gaussian_blur,
     make_config,
 )
 
@@ -243,6 +246,44 @@ def test_interp_branch_ignores_the_reference_frame_without_ra(origins):
     assert not torch.allclose(a.image, b.image)
 
 
+# ------------------------------------------------------------------------------- residual
+
+
+@pytest.mark.parametrize("n,ref", [(1, 0), (5, 2), (5, 4)])
+def test_residual_model_adds_the_decoder_output_to_blurred_bilinear_demosaics(n, ref):
+    model = _tiny(residual=True)
+    frames, noise = _burst(2, n, 12, 12, seed=6)
+    with torch.no_grad():
+        start = model(frames, noise, ref, interp=True)
+        model.unet.dec2_conv.simple_block[-1].weight.zero_()  # decoder output exactly 0
+        out = model(frames, noise, ref, interp=True)
+    bilinear = demosaic_bilinear(unpack(frames))  # (2, n, 3, 24, 24)
+    torch.testing.assert_close(out.image, gaussian_blur(bilinear[:, ref], RESIDUAL_BLUR))
+    near = [t for t in (ref - 1, ref + 1) if 0 <= t < n]
+    expected_ip = bilinear[:, near].mean(1) if near else torch.zeros_like(out.image)
+    torch.testing.assert_close(out.interp, gaussian_blur(expected_ip, RESIDUAL_BLUR))
+    # Initialised near the base, not at it (so every layer learns from the first step).
+    gap = (start.image - out.image).abs()
+    assert 0 < gap.mean() < 0.01 * bilinear.abs().mean()
+
+
+def test_gaussian_blur_keeps_constants_and_matches_a_direct_kernel():
+    flat = torch.full((1, 2, 9, 7), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 1.0), flat)
+    impulse = torch.zeros(1, 1, 15, 15)
+    impulse[0, 0, 7, 7] = 1.0
+    t = torch.arange(-7, 8.0)
+    g = torch.exp(-(t[:, None] ** 2 + t[None] ** 2) / 2)
+    g = g * (t.abs() <= 3)[:, None] * (t.abs() <= 3)[None]  # radius ceil(3σ) = 3
+    torch.testing.assert_close(gaussian_blur(impulse, 1.0)[0, 0], g / g.sum())
+
+
+def test_only_compact_is_residual():
+    assert PRESETS["compact"].residual and not PRESETS["paper"].residual
+    with pytest.raises(ConfigError, match="residual must be true or false"):
+        ModelConfig(residual=1)
+
+
 # ------------------------------------------------------------------------------- coarse alignment
 
 
@@ -305,5 +346,5 @@ def test_compact_needs_at_least_3x_fewer_flops_than_paper(paper):
 
     with torch.device("meta"):
         compact = build_model("compact")
-    assert dataclasses.replace(compact.config, nf=64) == paper.config
+    assert dataclasses.replace(compact.config, nf=64, residual=False) == paper.config
     assert 3 * flops(compact) <= flops(paper)

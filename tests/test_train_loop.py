@@ -257,3 +257,25 @@ def test_validation_floors_rank_the_trivial_answers_on_a_static_scene():
                     protocol_srgb(gt, torch.ones(3), torch.eye(3)))
     assert exact["noisy_ref"] == pytest.approx(expected, abs=1e-6)
     assert exact["unaligned_mean"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_init_from_starts_from_exported_weights(stills, tmp_path):
+    from burstjdd.models.hub import save_pretrained
+    from burstjdd.models.jddb import build_model
+    from burstjdd.train.loop import make_train_state
+
+    source = build_model("compact", seed=7, **TINY_MODEL["overrides"])
+    save_pretrained(source, tmp_path / "w")
+    cfg = check_config(tiny_config(stills, model={"init_from": str(tmp_path / "w")}))
+    state = make_train_state(cfg, torch.device("cpu"))
+    for (name, a), b in zip(state.model.state_dict().items(), source.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    fresh = make_train_state(tiny_config(stills), torch.device("cpu")).model
+    assert not torch.equal(fresh.unet.enc1_conv.simple_block[0].weight,
+                           state.model.unet.enc1_conv.simple_block[0].weight)
+
+    save_pretrained(build_model("compact", seed=7, nf=16, deformable_groups=2), tmp_path / "big")
+    with pytest.raises(ConfigError, match="model.init_from"):
+        check_config(tiny_config(stills, model={"init_from": str(tmp_path / "big")}))
+    with pytest.raises(WeightsError, match="not a weights directory"):
+        check_config(tiny_config(stills, model={"init_from": str(tmp_path / "missing")}))

@@ -74,7 +74,6 @@ from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
 from burstjdd.models import hub
-from burstjdd.models.hub import DEFAULT_WEIGHTS
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
 from burstjdd.raw.io import RawBurst
@@ -84,7 +83,6 @@ if TYPE_CHECKING:
     from burstjdd.eval.evaluate import Method
 
 __all__ = [
-    "DEFAULT_WEIGHTS",
     "model_method",
     "DEVICES",
     "PRECISIONS",
@@ -455,18 +453,19 @@ class Restorer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
                         device: str | torch.device = "auto", **options: object) -> Restorer:
-        """A Restorer with weights from a directory or a shipped name (None: the default
-        shipped weights, ``DEFAULT_WEIGHTS``). Never uses the network; WeightsError when the
-        weights cannot be found or loaded. ``options``: as :class:`Restorer`."""
+        """A Restorer with weights from a directory or a shipped name (None: the best shipped
+        model for the device, :func:`~burstjdd.models.hub.default_weights`). Never uses the
+        network; WeightsError when the weights cannot be found or loaded. ``options``: as
+        :class:`Restorer`."""
         if name_or_path is None:
-            if DEFAULT_WEIGHTS not in hub.shipped_weights():
+            name_or_path = hub.default_weights(resolve_device(device))
+            if name_or_path is None:
                 raise WeightsError(
                     "no pretrained weights are shipped with this version of burstjdd yet: pass "
                     "--model DIR (Python: a weights directory) with weights you trained and "
                     "exported (hub.save_pretrained) or converted from the authors' checkpoints "
                     "(burstjdd convert-official G.pth DSNet.pth -o DIR)"
                 )
-            name_or_path = DEFAULT_WEIGHTS
         path = hub.resolve_weights(name_or_path)
         return cls(hub.load_pretrained(path), device=device, **options)
 

@@ -47,7 +47,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from burstjdd.errors import BurstFormatError, ConfigError
-from burstjdd.raw.cfa import from_rggb, mosaic, pack, to_rggb, unpack
+from burstjdd.raw.cfa import (
+    colour_masks,
+    demosaic_bilinear,
+    from_rggb,
+    mosaic,
+    pack,
+    to_rggb,
+    unpack,
+)
 from burstjdd.raw.io import RawBurst
 from burstjdd.raw.noise import NoiseLevel
 
@@ -130,29 +138,6 @@ def _dmn_missing() -> str | None:
 # Reflect padding by an even amount keeps the Bayer phase (the mirrored pixel has the colour
 # of its site), unlike edge-duplicating padding, so borders are demosaicked like the interior.
 _BORDER = 4
-
-
-def _colour_masks(raw: Tensor, pattern: str = "RGGB") -> Tensor:
-    """(..., H, W) mosaic -> (..., 3, H, W): channel c keeps the mosaic at the CFA's c sites."""
-    eye = torch.eye(3, dtype=raw.dtype, device=raw.device)[:, :, None, None]  # (3, 3, 1, 1)
-    sites = mosaic(eye.expand(3, 3, *raw.shape[-2:]), pattern)  # (3, H, W): 1 at colour-c sites
-    return raw.unsqueeze(-3) * sites
-
-
-def demosaic_bilinear(raw: Tensor) -> Tensor:
-    """Bilinear demosaic of RGGB mosaics: (..., H, W) -> (..., 3, H, W), dtype/device kept.
-
-    Each colour is the normalised convolution of its samples with the tent kernels
-    [[1,2,1],[2,4,2],[1,2,1]]/4 (R, B) and [[0,1,0],[1,4,1],[0,1,0]]/4 (G).
-    """
-    lead, (h, w) = raw.shape[:-2], raw.shape[-2:]
-    planes = _colour_masks(raw.reshape(-1, h, w))  # (B, 3, H, W)
-    planes = F.pad(planes, (2, 2, 2, 2), mode="reflect")  # even: keeps the phase
-    rb = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
-    g = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
-    kernels = torch.stack([rb, g, rb])[:, None].to(planes)  # (3, 1, 3, 3)
-    out = F.conv2d(planes, kernels, groups=3)[..., 1:-1, 1:-1]
-    return out.reshape(*lead, 3, h, w)
 
 
 def demosaic_colour(raw: Tensor, method: str) -> Tensor:
@@ -239,7 +224,7 @@ def demosaic_dmn(raw: Tensor, wb: Tensor) -> Tensor:
     gains = mosaic(wb[:, None, None].expand(3, *raw.shape[-2:]), "RGGB")  # (H, W)
     encoded = (raw * gains).clamp_min(0.0) ** (1.0 / 2.2)
     grbg = from_rggb(encoded, "GRBG")
-    planes = _colour_masks(grbg, "GRBG")[None]  # (1, 3, H, W)
+    planes = colour_masks(grbg, "GRBG")[None]  # (1, 3, H, W)
     planes = F.pad(planes, (_DMN_PAD,) * 4, mode="reflect")
     with torch.no_grad():
         out = net(planes)[0, :, 1:-1, 1:-1]  # (3, H, W)

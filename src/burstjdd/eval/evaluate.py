@@ -41,7 +41,6 @@ from burstjdd.eval.baselines import (
 )
 from burstjdd.eval.metrics import protocol_srgb, psnr, ssim
 from burstjdd.models import hub
-from burstjdd.models.hub import DEFAULT_WEIGHTS
 from burstjdd.raw.cfa import mosaic
 from burstjdd.raw.io import RawBurst, atomic_output
 from burstjdd.raw.noise import NoiseLevel, add_noise, parse_noise
@@ -124,14 +123,13 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
     if want_ours and model_method is not None:
         weights = model
         if weights is None:
-            if DEFAULT_WEIGHTS in hub.shipped_weights():
-                weights = DEFAULT_WEIGHTS
-            elif OURS in names:
-                raise WeightsError(f"method {OURS!r} needs --model DIR: no weights are shipped")
-            else:
-                note("note: our model skipped (no --model given and no weights are shipped)")
+            weights = hub.default_weights("cuda" if torch.cuda.is_available() else "cpu")
         if weights is not None:
             methods.append(model_method(weights))
+        elif OURS in names:
+            raise WeightsError(f"method {OURS!r} needs --model DIR: no weights are shipped")
+        else:
+            note("note: our model skipped (no --model given and no weights are shipped)")
     return methods
 
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from burstjdd.errors import BurstFormatError, ConfigError
+from burstjdd.raw.cfa import demosaic_bilinear, unpack
 
 from .blocks import ACNSeBlock, SimpleBlock
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
@@ -68,7 +69,10 @@ class ModelConfig:
     ra_extra_offset_layers: extra conv layers in the level-3 offset branch (``deep_ra``);
     use_interp: train with the interpolation loss L_ip (read by training; the forward takes an
     explicit ``interp`` argument); search_stride, refine, propagate: DPBM stage-1 stride on the
-    LR grid, stride-1 refinement, temporal propagation of the search centre.
+    LR grid, stride-1 refinement, temporal propagation of the search centre; residual: the
+    decoder predicts a correction added to a blurred bilinear demosaic of the noisy reference
+    (:func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
+    training starts from a usable image instead of a blank one, which matters for short runs).
     """
 
     nf: int = 64
@@ -82,6 +86,7 @@ class ModelConfig:
     search_stride: int = 2
     refine: bool = True
     propagate: bool = True
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name, minimum in (("nf", 2), ("deformable_groups", 1), ("extract_blocks", 0),
@@ -92,7 +97,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"model config: {name} must be an integer >= {minimum}, got {value!r}"
                 )
-        for name in ("ra", "use_interp", "refine", "propagate"):
+        for name in ("ra", "use_interp", "refine", "propagate", "residual"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"model config: {name} must be true or false, got {value!r}")
@@ -109,9 +114,12 @@ class ModelConfig:
             raise ConfigError("model config: ra_extra_offset_layers > 0 needs ra=true")
 
 
+RESIDUAL_INIT_SCALE = 1e-2  # last decoder conv's initial weights, relative to orthogonal
+RESIDUAL_BLUR = 1.0  # σ of the residual base's blur, full-res px
+
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),  # the official network: G 12,052,144 parameters, DSNet 9,840
-    "compact": ModelConfig(nf=32),  # ~4x fewer FLOPs, for CPU users
+    "compact": ModelConfig(nf=32, residual=True),  # ~4x fewer FLOPs, for CPU users
 }
 
 VARIANTS: dict[str, dict[str, object]] = {  # METHOD.md §2, paper Table 4 / supplement Table 1
@@ -243,6 +251,10 @@ class TwoStageJDDB(nn.Module):
             self.fusion = BiGRUFusion(nf)
             self.feature_up = feature_upsampler(nf)
             self.unet = UNet(nf, 3)
+            if config.residual:  # start near the base image (see residual_base); not exactly at
+                # it, so that every layer gets a gradient from the first step
+                with torch.no_grad():
+                    self.unet.dec2_conv.simple_block[-1].weight.mul_(RESIDUAL_INIT_SCALE)
 
     # ------------------------------------------------------------------ parameters
     def dsnet_parameters(self) -> Iterator[nn.Parameter]:
@@ -345,6 +357,8 @@ class TwoStageJDDB(nn.Module):
         fused, fused_ip = self.fusion(f, ref, interp)
         z = fused if fused_ip is None else torch.cat([fused, fused_ip], dim=0)  # one decoder pass
         out = self.unet(self.feature_up(z))  # (B or 2B, 3, 2h, 2w)
+        if self.config.residual:
+            out = out + residual_base(frames, ref, fused_ip is not None)
         return (out, None) if fused_ip is None else (out[:b], out[b:])
 
     def forward(
@@ -400,6 +414,35 @@ class TwoStageJDDB(nn.Module):
         )
         image, image_ip = self.reconstruct(ca.frames[:, 0], ca.noise[:, 0], ref, interp)
         return JDDBOutput(image, image_ip, None if self.config.ca == "none" else ca)
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of images (B, C, H, W) with standard deviation ``sigma`` pixels,
+    radius ceil(3σ), reflected borders; same shape, dtype and device."""
+    r = math.ceil(3 * sigma)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = (k / k.sum()).repeat(x.shape[1], 1)[:, None]  # (C, 1, 2r + 1)
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k[..., None, :], groups=x.shape[1])  # along W
+    return F.conv2d(x, k[..., None], groups=x.shape[1])  # along H
+
+
+def residual_base(frames: Tensor, ref: int, interp: bool) -> Tensor:
+    """What the decoder's output is added to when ``ModelConfig.residual``: the bilinear
+    demosaic of the reference blurred by a Gaussian of σ = RESIDUAL_BLUR px, frames
+    (B, N, 4, h, w) packed RGGB → (B, 3, 2h, 2w). Blurred, because the decoder then only has to
+    add detail (and the base alone beats the noisy reference at high noise); asked to cancel the
+    full-resolution noise of an unblurred base, it fell back to a zero correction (docs/notes.md). With ``interp`` also the base of the interpolation branch,
+    which must not see the reference: the same of the mean of its neighbours ref ± 1 (zeros for
+    N = 1), stacked after the first → (2B, 3, 2h, 2w), the layout of ``reconstruct``'s single
+    decoder pass."""
+    rgb = [demosaic_bilinear(unpack(frames[:, ref]))]
+    if interp:
+        near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]
+        rgb.append(demosaic_bilinear(unpack(frames[:, near])).mean(1) if near
+                   else torch.zeros_like(rgb[0]))
+    return gaussian_blur(torch.cat(rgb, dim=0), RESIDUAL_BLUR)
 
 
 def build_model(

@@ -10,6 +10,7 @@ exact, but it needs H and W even (otherwise the flipped phase is not RGGB).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from burstjdd.errors import BurstFormatError
@@ -103,3 +104,26 @@ def from_rggb(x: Tensor, pattern: str) -> Tensor:
     Works on mosaics (..., H, W) and on full-resolution outputs (..., C, H, W); H and W even.
     """
     return to_rggb(x, pattern)
+
+
+def colour_masks(raw: Tensor, pattern: str = "RGGB") -> Tensor:
+    """(..., H, W) mosaic -> (..., 3, H, W): channel c keeps the mosaic at the CFA's c sites."""
+    eye = torch.eye(3, dtype=raw.dtype, device=raw.device)[:, :, None, None]  # (3, 3, 1, 1)
+    sites = mosaic(eye.expand(3, 3, *raw.shape[-2:]), pattern)  # (3, H, W): 1 at colour-c sites
+    return raw.unsqueeze(-3) * sites
+
+
+def demosaic_bilinear(raw: Tensor) -> Tensor:
+    """Bilinear demosaic of RGGB mosaics: (..., H, W) -> (..., 3, H, W), dtype/device kept.
+
+    Each colour is the normalised convolution of its samples with the tent kernels
+    [[1,2,1],[2,4,2],[1,2,1]]/4 (R, B) and [[0,1,0],[1,4,1],[0,1,0]]/4 (G).
+    """
+    lead, (h, w) = raw.shape[:-2], raw.shape[-2:]
+    planes = colour_masks(raw.reshape(-1, h, w))  # (B, 3, H, W)
+    planes = F.pad(planes, (2, 2, 2, 2), mode="reflect")  # even: keeps the phase
+    rb = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
+    g = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+    kernels = torch.stack([rb, g, rb])[:, None].to(planes)  # (3, 1, 3, 3)
+    out = F.conv2d(planes, kernels, groups=3)[..., 1:-1, 1:-1]
+    return out.reshape(*lead, 3, h, w)

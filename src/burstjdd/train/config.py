@@ -180,12 +180,15 @@ class _Section:
 class ModelSection(_Section):
     """Which network: ``preset`` ("paper" | "compact"), ablation ``variant`` ("full", "no_align",
     "ca_only", "ra_only", "no_e2e", "deep_ra", "no_ip") and ModelConfig field ``overrides``
-    (see :func:`burstjdd.models.jddb.build_model`)."""
+    (see :func:`burstjdd.models.jddb.build_model`); ``init_from``: a weights directory
+    (``burstjdd export`` / ``convert-official``) of the same architecture to start from instead of
+    the random initialisation (fine-tuning, or a longer run after a short one), or null."""
 
     name: ClassVar[str] = "model"
     preset: str = "paper"
     variant: str = "full"
     overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
 
     def model_config(self) -> ModelConfig:
         """The ModelConfig this section describes (ConfigError if the preset, variant or an

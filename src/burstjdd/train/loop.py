@@ -53,11 +53,11 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm import tqdm
 
 from burstjdd.errors import ConfigError, DataError
-from burstjdd.eval.baselines import demosaic_bilinear
 from burstjdd.eval.metrics import protocol_srgb, psnr
 from burstjdd.models.dsnet import bilinear_guide
+from burstjdd.models.hub import load_pretrained
 from burstjdd.models.jddb import JDDBOutput, TwoStageJDDB, build_model
-from burstjdd.raw.cfa import unpack
+from burstjdd.raw.cfa import demosaic_bilinear, unpack
 from burstjdd.synth.datasets import SampleConfig, TrainingDataset
 from burstjdd.synth.sources import FrameSource, derive_seed, open_source
 from burstjdd.train.checkpoint import (
@@ -197,8 +197,22 @@ def check_config(cfg: TrainConfig, ctx: DistContext = DistContext()) -> TrainCon
                 continue
             if not Path(_strip_kind(spec)[1]).expanduser().exists():
                 raise DataError(f"data.{key}: {spec} does not exist")
+    if cfg.model.init_from is not None:
+        init_weights(cfg)  # fails here, before any run directory exists
     local_batch_size(cfg.optim.batch_size, ctx)
     return cfg
+
+
+def init_weights(cfg: TrainConfig) -> dict[str, Tensor]:
+    """The state dict of ``model.init_from`` (sha256-verified, no pickle: :func:`~burstjdd.
+    models.hub.load_pretrained`). ConfigError when its architecture is not the configured one;
+    WeightsError when the directory is missing or broken."""
+    model = load_pretrained(Path(cfg.model.init_from).expanduser())
+    wanted = cfg.model.model_config()
+    if model.config != wanted:
+        raise ConfigError(f"model.init_from: {cfg.model.init_from} holds {model.config}, but the "
+                          f"run trains {wanted}")
+    return model.state_dict()
 
 
 def open_sources(specs: Sequence[str]) -> list[FrameSource]:
@@ -285,9 +299,13 @@ def _loader(dataset: TrainingDataset, cfg: TrainConfig, start: int, stop: int,
 def make_train_state(cfg: TrainConfig, device: torch.device) -> TrainState:
     """Model (seeded by ``run.seed``, on ``device``), Adam over two parameter groups (G at
     ``optim.lr_g``, the DSNet at ``optim.lr_dsnet`` when there is one) and the cosine-restart
-    scheduler over both (each group keeps its own base lr)."""
+    scheduler over both (each group keeps its own base lr). With ``model.init_from`` the model
+    starts from those weights."""
     m = cfg.model
-    model = build_model(m.preset, m.variant, seed=cfg.run.seed, **m.overrides).to(device)
+    model = build_model(m.preset, m.variant, seed=cfg.run.seed, **m.overrides)
+    if m.init_from is not None:
+        model.load_state_dict(init_weights(cfg))
+    model = model.to(device)
     groups = [{"params": list(model.g_parameters()), "lr": cfg.optim.lr_g, "name": "g"}]
     dsnet = list(model.dsnet_parameters())
     if dsnet:
