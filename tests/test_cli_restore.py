@@ -181,9 +181,9 @@ def test_demo_writes_a_labelled_comparison(tmp_path, capsys, weights):
     out = tmp_path / "demo"
     code, stdout, _ = run(capsys, "demo", "-o", out, "--model", weights, "--size", "64")
     assert code == 0
-    assert Image.open(out / "demo.png").size == (4 * 64 + 3 * GAP, 64 + LABEL_HEIGHT)
+    assert Image.open(out / "demo.png").size == (5 * 64 + 4 * GAP, 64 + LABEL_HEIGHT)
     assert Image.open(out / "restored.png").size == (64, 64)
-    for name in ("noisy reference", "unaligned mean", "ours"):
+    for name in ("noisy reference", "unaligned mean", "HDR+-style merge", "ours"):
         line = next(line for line in stdout.splitlines() if name in line and "PSNR" in line)
         assert float(line.split("PSNR")[1].split("dB")[0]) > 0
 

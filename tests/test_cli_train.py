@@ -74,7 +74,16 @@ def test_train_two_steps_then_export(config, tmp_path, capsys):
     # an existing weights directory is only replaced on request
     assert cli.main(["export", str(run), "-o", str(weights)]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert cli.main(["export", str(run), "-o", str(weights), "--overwrite"]) == 0
+    notes = tmp_path / "quality.md"
+    notes.write_text("## Measured quality\n\n| method | PSNR |\n|---|---|\n| ours | 1.0 |\n")
+    assert cli.main(["export", str(run), "-o", str(weights), "--overwrite",
+                     "--notes", str(notes)]) == 0
+    card = (weights / "README.md").read_text()
+    assert card.index("| iterations |") < card.index("## Measured quality\n\n| method |")
+    assert card.index("| ours | 1.0 |") < card.index("## Files")
+    assert cli.main(["export", str(run), "-o", str(tmp_path / "w2"), "--notes",
+                     str(tmp_path / "missing.md")]) == 2
+    assert "--notes" in capsys.readouterr().err and not (tmp_path / "w2").exists()
 
 
 def _one_line_error(capsys) -> str:

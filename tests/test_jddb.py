@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.raw.cfa import demosaic_bilinear, unpack
+from burstjdd.raw.merge import wiener_merge
 from burstjdd.models.jddb import (
     PRESETS,
     RESIDUAL_BLUR,
@@ -250,15 +251,16 @@ def test_interp_branch_ignores_the_reference_frame_without_ra(origins):
 
 
 @pytest.mark.parametrize("n,ref", [(1, 0), (5, 2), (5, 4)])
-def test_residual_model_adds_the_decoder_output_to_blurred_bilinear_demosaics(n, ref):
+def test_residual_model_adds_the_decoder_output_to_the_blurred_merged_base(n, ref):
     model = _tiny(residual=True)
     frames, noise = _burst(2, n, 12, 12, seed=6)
     with torch.no_grad():
         start = model(frames, noise, ref, interp=True)
         model.unet.dec2_conv.simple_block[-1].weight.zero_()  # decoder output exactly 0
         out = model(frames, noise, ref, interp=True)
+    merged = demosaic_bilinear(unpack(wiener_merge(frames, noise, ref)))  # (2, 3, 24, 24)
+    torch.testing.assert_close(out.image, gaussian_blur(merged, RESIDUAL_BLUR))
     bilinear = demosaic_bilinear(unpack(frames))  # (2, n, 3, 24, 24)
-    torch.testing.assert_close(out.image, gaussian_blur(bilinear[:, ref], RESIDUAL_BLUR))
     near = [t for t in (ref - 1, ref + 1) if 0 <= t < n]
     expected_ip = bilinear[:, near].mean(1) if near else torch.zeros_like(out.image)
     torch.testing.assert_close(out.interp, gaussian_blur(expected_ip, RESIDUAL_BLUR))

@@ -4,12 +4,12 @@ A colour photo bundled with scikit-image becomes a 5-frame raw burst with large 
 object motion (up to ``MAX_SHIFT`` px between neighbouring frames) at the paper's ``high``
 noise level (``simulate_burst``); the default weights (or ``--model``) restore it. Written to
 DIR: ``demo.png`` (side by side, labelled: noisy reference with bilinear demosaic | unaligned
-mean of the frames | ours | ground truth) and ``restored.png``; the PSNRs of the protocol
-(PROTOCOL.md: sRGB with the burst's metadata, peak 255, float64) are printed.
+mean of the frames | classical HDR+-style burst merge | ours | ground truth) and
+``restored.png``; the PSNRs of the protocol (PROTOCOL.md: sRGB with the burst's metadata, peak
+255, float64) are printed.
 
-While this version ships no learned weights, the demo (without ``--model``) says so and shows
-the classical HDR+-style burst merge in the third panel, labelled as such, so that it still
-runs with no data and no download.
+While this version ships no learned weights, the demo (without ``--model``) says so and leaves
+out the "ours" panel, so that it still runs with no data and no download.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ MAX_SHIFT = 32.0  # full-res px between neighbouring frames (the default search 
 N_FRAMES = 5
 LABEL_HEIGHT = 30  # px of the label strip above each panel (two lines)
 GAP = 4  # px between panels
+CLASSICAL = "HDR+-style merge (classical)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,22 +104,28 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size must be an even number of pixels >= 32, got {args.size}")
     out = Path(args.output)
     if args.model is None and not hub.shipped_weights():
-        restorer, method = None, "HDR+-style merge (classical)"
-        print("note: this version ships no learned weights yet; the third panel is the "
-              "classical HDR+-style merge (use --model DIR for trained weights)")
+        restorer, method = None, CLASSICAL
+        print("note: this version ships no learned weights yet; the demo shows the classical "
+              "HDR+-style merge only (use --model DIR for trained weights)")
     else:
         restorer = Restorer.from_pretrained(args.model, device=args.device)  # fails fast
         method = "ours"
     out.mkdir(parents=True, exist_ok=True)
     burst = demo_burst(args.photo, args.size, args.seed)
     start = time.perf_counter()
-    restored = hdrplus(burst) if restorer is None else restorer.restore(burst)
+    classical = hdrplus(burst)
     seconds = time.perf_counter() - start
+    restored = classical
+    if restorer is not None:
+        start = time.perf_counter()
+        restored = restorer.restore(burst)
+        seconds = time.perf_counter() - start
 
     images = {
         "noisy reference (bilinear)": bilinear(burst),
         "unaligned mean": temporal_mean(burst),
-        method: restored,
+        CLASSICAL: classical,
+        **({method: restored} if restorer is not None else {}),
         "ground truth": burst.gt,
     }
     srgb = {name: protocol_srgb(x, burst.wb, burst.ccm) for name, x in images.items()}

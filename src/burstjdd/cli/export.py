@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "export"
 HELP = "export a training run's weights for restore"
@@ -19,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="storage precision of the weights (default float32)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing weights directory")
+    parser.add_argument("--notes", metavar="FILE", default=None,
+                        help="markdown file appended to the model card (e.g. the tables of "
+                             "`burstjdd evaluate`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.train.checkpoint import export_run
 
+    from burstjdd.errors import ConfigError
+
+    notes = None
+    if args.notes is not None:
+        try:
+            notes = Path(args.notes).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--notes {args.notes}: cannot read it ({exc})") from None
     out = export_run(args.run_dir, args.output, overwrite=args.overwrite,
-                     dtype=getattr(torch, args.dtype))
+                     dtype=getattr(torch, args.dtype), notes=notes)
     print(f"weights of {args.run_dir} written to {out}")
     return 0

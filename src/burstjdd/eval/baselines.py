@@ -57,6 +57,7 @@ from burstjdd.raw.cfa import (
     unpack,
 )
 from burstjdd.raw.io import RawBurst
+from burstjdd.raw.merge import TINY, raised_cosine
 from burstjdd.raw.noise import NoiseLevel
 
 __all__ = [
@@ -523,18 +524,6 @@ def align_tiles(ref: Tensor, alt: Tensor, params: HdrPlusParams = HdrPlusParams(
     return disp
 
 
-# Keeps 0 / 0 (identical tiles of a noise-free burst) at 0: such tiles are fully merged.
-_TINY = 1e-20
-
-
-def _raised_cosine(tile: int, like: Tensor) -> Tensor:
-    """(tile, tile) window 1/2 - 1/2 cos(2 pi (x + 1/2) / tile) per axis (HDR+ Sec. 5):
-    half-overlapping copies sum to exactly 1."""
-    x = torch.arange(tile, dtype=like.dtype, device=like.device)
-    w = 0.5 - 0.5 * torch.cos(2.0 * math.pi * (x + 0.5) / tile)
-    return w[:, None] * w[None, :]
-
-
 @dataclass(frozen=True, eq=False)
 class Merged:
     """Output of :func:`hdrplus_merge`: the merged RGGB mosaic (H, W) and, per pixel (H, W),
@@ -574,7 +563,7 @@ def hdrplus_merge(
     step = tile // 2
     oy = _tile_origins(h, tile, raw.device)
     ox = _tile_origins(w, tile, raw.device)
-    window = _raised_cosine(tile, raw)
+    window = raised_cosine(tile, raw)
     zero = torch.zeros(len(oy), len(ox), 2, dtype=torch.long, device=raw.device)
 
     # Out-of-image tile pixels replicate the edge, in the reference and (displaced) in frame t.
@@ -598,7 +587,7 @@ def hdrplus_merge(
         spectrum = torch.fft.fft2(tiles_of(planes[t], disp) * window, norm="ortho")
         diff = spectrum0 - spectrum
         power = diff.abs().square()
-        a = power / (power + params.temporal_c * sigma2 + _TINY)
+        a = power / (power + params.temporal_c * sigma2 + TINY)
         total = total + spectrum0 - (1.0 - a) * diff  # T_z + A_z D_z = T_0 - (1 - A_z) D_z
         sum_a = sum_a + a
         sum_keep2 = sum_keep2 + (1.0 - a).square()

@@ -139,9 +139,11 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dtype) -> str:
-    """Markdown model card: the given ``card`` keys, then the architecture and the file digest."""
+    """Markdown model card: the given ``card`` keys (``title``, ``description``, ``notes``:
+    markdown after the table, the others: table rows), then the architecture and the digest."""
     lines = ["# burstjdd model weights", ""]
     card = dict(card or {})
+    notes = card.pop("notes", None)
     title = card.pop("title", None)
     if title:
         lines[0] = f"# {title}"
@@ -155,6 +157,8 @@ def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dt
             text = " ".join(str(text).split()).replace("|", "/")   # one table cell
             lines.append(f"| {key} | {text} |")
         lines.append("")
+    if notes:
+        lines += [str(notes).strip(), ""]
     lines += [
         "## Files",
         "",

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.raw.cfa import demosaic_bilinear, unpack
+from burstjdd.raw.merge import wiener_merge
 
 from .blocks import ACNSeBlock, SimpleBlock
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
@@ -70,9 +71,10 @@ class ModelConfig:
     use_interp: train with the interpolation loss L_ip (read by training; the forward takes an
     explicit ``interp`` argument); search_stride, refine, propagate: DPBM stage-1 stride on the
     LR grid, stride-1 refinement, temporal propagation of the search centre; residual: the
-    decoder predicts a correction added to a blurred bilinear demosaic of the noisy reference
-    (:func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
-    training starts from a usable image instead of a blank one, which matters for short runs).
+    decoder predicts a correction added to the coarsely aligned frames' Wiener merge, demosaicked
+    bilinearly and blurred (:func:`residual_base`; ours, not the paper's: "no global residual",
+    official-code-notes §2; training starts from a usable image instead of a blank one, which
+    matters for short runs).
     """
 
     nf: int = 64
@@ -115,7 +117,7 @@ class ModelConfig:
 
 
 RESIDUAL_INIT_SCALE = 1e-2  # last decoder conv's initial weights, relative to orthogonal
-RESIDUAL_BLUR = 1.0  # σ of the residual base's blur, full-res px
+RESIDUAL_BLUR = 0.7  # σ of the residual base's blur, full-res px (beat 0.5 and 1.0, train stills)
 
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),  # the official network: G 12,052,144 parameters, DSNet 9,840
@@ -358,7 +360,7 @@ class TwoStageJDDB(nn.Module):
         z = fused if fused_ip is None else torch.cat([fused, fused_ip], dim=0)  # one decoder pass
         out = self.unet(self.feature_up(z))  # (B or 2B, 3, 2h, 2w)
         if self.config.residual:
-            out = out + residual_base(frames, ref, fused_ip is not None)
+            out = out + residual_base(frames, noise, ref, fused_ip is not None)
         return (out, None) if fused_ip is None else (out[:b], out[b:])
 
     def forward(
@@ -428,16 +430,19 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, k[..., None], groups=x.shape[1])  # along H
 
 
-def residual_base(frames: Tensor, ref: int, interp: bool) -> Tensor:
-    """What the decoder's output is added to when ``ModelConfig.residual``: the bilinear
-    demosaic of the reference blurred by a Gaussian of σ = RESIDUAL_BLUR px, frames
-    (B, N, 4, h, w) packed RGGB → (B, 3, 2h, 2w). Blurred, because the decoder then only has to
-    add detail (and the base alone beats the noisy reference at high noise); asked to cancel the
-    full-resolution noise of an unblurred base, it fell back to a zero correction (docs/notes.md). With ``interp`` also the base of the interpolation branch,
-    which must not see the reference: the same of the mean of its neighbours ref ± 1 (zeros for
-    N = 1), stacked after the first → (2B, 3, 2h, 2w), the layout of ``reconstruct``'s single
-    decoder pass."""
-    rgb = [demosaic_bilinear(unpack(frames[:, ref]))]
+def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool) -> Tensor:
+    """What the decoder's output is added to when ``ModelConfig.residual``: the (coarsely
+    aligned) frames merged onto the reference by the pairwise Wiener merge of HDR+
+    (:func:`~burstjdd.raw.merge.wiener_merge`, which rejects what still differs from the
+    reference by more than the noise), demosaicked bilinearly and blurred by a Gaussian of
+    σ = RESIDUAL_BLUR px; frames/noise (B, N, 4, h, w) packed RGGB and noise map →
+    (B, 3, 2h, 2w). The decoder then only has to add detail and remove what noise is left
+    (asked to cancel the full-resolution noise of an unblurred single frame, it fell back to a
+    zero correction, docs/notes.md). With ``interp`` also the base of the interpolation branch,
+    which must not see the reference: the bilinear demosaic of the mean of its neighbours
+    ref ± 1 (zeros for N = 1), blurred the same, stacked after the first → (2B, 3, 2h, 2w),
+    the layout of ``reconstruct``'s single decoder pass."""
+    rgb = [demosaic_bilinear(unpack(wiener_merge(frames, noise, ref)))]
     if interp:
         near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]
         rgb.append(demosaic_bilinear(unpack(frames[:, near])).mean(1) if near

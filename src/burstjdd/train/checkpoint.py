@@ -190,9 +190,10 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-               dtype: torch.dtype | None = None) -> Path:
+               dtype: torch.dtype | None = None, notes: str | None = None) -> Path:
     """Weights only of a run's latest checkpoint as a weights directory (safetensors +
-    config.json + sha256 + model card, :func:`burstjdd.models.hub.save_pretrained`).
+    config.json + sha256 + model card, :func:`burstjdd.models.hub.save_pretrained`);
+    ``notes``: markdown appended to the model card (measured quality, say).
 
     WeightsError/ConfigError (one line, naming the file) when the run has no readable config or
     checkpoint, or the weights do not match the run's model config.
@@ -205,4 +206,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     source = str(run_dir / CHECKPOINT_NAME)
     model = model_from_state(cfg.model.model_config(), ckpt.model, source)
     card = model_card(cfg, ckpt, read_run_info(run_dir), run_dir.resolve().name)
+    if notes:
+        card["notes"] = notes
     return save_pretrained(model, out, card=card, dtype=dtype, overwrite=overwrite)
