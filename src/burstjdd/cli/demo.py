@@ -113,13 +113,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     burst = demo_burst(args.photo, args.size, args.seed)
     start = time.perf_counter()
-    classical = hdrplus(burst)
+    restored = hdrplus(burst) if restorer is None else restorer.restore(burst)
     seconds = time.perf_counter() - start
-    restored = classical
-    if restorer is not None:
-        start = time.perf_counter()
-        restored = restorer.restore(burst)
-        seconds = time.perf_counter() - start
+    classical = restored if restorer is None else hdrplus(burst)
 
     images = {
         "noisy reference (bilinear)": bilinear(burst),

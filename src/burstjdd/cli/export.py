@@ -28,9 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from burstjdd.train.checkpoint import export_run
-
     from burstjdd.errors import ConfigError
+    from burstjdd.train.checkpoint import export_run
 
     notes = None
     if args.notes is not None:
