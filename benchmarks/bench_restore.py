@@ -1,7 +1,8 @@
 """Whole-image restore cost: seconds and peak memory of ``Restorer.restore`` on a burst.
 
-Default: a 5-frame 12 MP burst (4000x3000) for the ``compact`` and ``paper`` presets on the
-CPU, and on CUDA too when it is available. Every (preset, device) case runs in a FRESH
+Default: a 5-frame 12 MP burst (4000x3000) for the ``classical`` fast path (no learned part
+but demosaicnet: ``burstjdd restore --model classical``) and the ``compact`` and ``paper``
+presets on the CPU, and on CUDA too when it is available. Every (preset, device) case runs in a FRESH
 subprocess so that its peak resident set is its own. Weights are random (cost does not depend
 on them); the burst is a smooth random texture with a stored noise level (no estimation), so
 the time is the restore alone: RGGB packing, DSNet features, per-tile coarse alignment,
@@ -12,7 +13,7 @@ includes one-time warm-up), seconds per megapixel, tiles, peak RSS of the proces
 ``resource.getrusage`` ru_maxrss: model + burst + restore) and its growth during the restore,
 and on CUDA the peak allocated GPU memory.
 
-    python benchmarks/bench_restore.py [--presets compact paper] [--size 4000x3000]
+    python benchmarks/bench_restore.py [--presets classical compact paper] [--size 4000x3000]
                                        [--frames 5] [--devices cpu cuda] [--tile 256]
                                        [--threads N] [--precision auto]
 """
@@ -48,6 +49,7 @@ def child(case: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from burstjdd.models.classical import CLASSICAL, build_classical
     from burstjdd.models.jddb import build_model
     from burstjdd.raw.cfa import mosaic
     from burstjdd.raw.io import RawBurst
@@ -65,7 +67,8 @@ def child(case: dict) -> dict:
                        for _ in range(n)])
     del scene, texture
     burst = RawBurst(raw=raw, cfa="RGGB", wb=torch.ones(3), ccm=torch.eye(3), noise=level)
-    model = build_model(case["preset"], seed=0)
+    preset = case["preset"]
+    model = build_classical() if preset == CLASSICAL else build_model(preset, seed=0)
     restorer = Restorer(model, device=case["device"], tile=case["tile"],
                         precision=case["precision"])
     grid, _ = tile_layout(h // 2, w // 2, restorer.options)
@@ -91,7 +94,7 @@ def child(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["compact", "paper"])
+    parser.add_argument("--presets", nargs="+", default=["classical", "compact", "paper"])
     parser.add_argument("--size", type=parse_size, default=(4000, 3000), metavar="WxH")
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--devices", nargs="+", default=None,
@@ -113,7 +116,7 @@ def main() -> None:
     w, h = args.size
     print(f"restore of a {args.frames}-frame {w}x{h} burst ({w * h / 1e6:.1f} MP), tile "
           f"{args.tile} px, precision {args.precision}")
-    print(f"{'preset':<8} {'device':<6} {'threads':>7} {'tiles':>6} {'seconds':>9} "
+    print(f"{'preset':<9} {'device':<6} {'threads':>7} {'tiles':>6} {'seconds':>9} "
           f"{'s/MP':>7} {'peak RSS GiB':>12} {'RSS growth':>10} {'GPU GiB':>8}")
     for device in devices:
         for preset in args.presets:
@@ -122,11 +125,11 @@ def main() -> None:
             proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
-                print(f"{preset:<8} {device:<6} failed: {proc.stderr.strip().splitlines()[-1]}")
+                print(f"{preset:<9} {device:<6} failed: {proc.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             gpu = f"{r['gpu_gib']:.2f}" if r["gpu_gib"] is not None else "-"
-            print(f"{preset:<8} {device:<6} {r['threads']:>7} {r['tiles']:>6} "
+            print(f"{preset:<9} {device:<6} {r['threads']:>7} {r['tiles']:>6} "
                   f"{r['seconds']:>9.1f} {r['seconds'] / (w * h / 1e6):>7.1f} "
                   f"{r['rss_gib']:>12.2f} {r['rss_growth_gib']:>10.2f} {gpu:>8}")
 

@@ -71,13 +71,15 @@ def test_train_two_steps_then_export(config, tmp_path, capsys):
     card = (weights / "README.md").read_text()
     assert "builtin:skimage" in card and "| iterations | 2 of 2" in card
     assert "not measured" in card and "| hardware | " in card and "| hardware | unknown" not in card
-    # an existing weights directory is only replaced on request
-    assert cli.main(["export", str(run), "-o", str(weights)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    # a previous weights directory is replaced (docs/cli.md), a folder with other files is not
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.png").write_bytes(b"keep")
+    assert cli.main(["export", str(run), "-o", str(tmp_path / "mine")]) == 2
+    assert "other files" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["photo.png"]
     notes = tmp_path / "quality.md"
     notes.write_text("## Measured quality\n\n| method | PSNR |\n|---|---|\n| ours | 1.0 |\n")
-    assert cli.main(["export", str(run), "-o", str(weights), "--overwrite",
-                     "--notes", str(notes)]) == 0
+    assert cli.main(["export", str(run), "-o", str(weights), "--notes", str(notes)]) == 0
     card = (weights / "README.md").read_text()
     assert card.index("| iterations |") < card.index("## Measured quality\n\n| method |")
     assert card.index("| ours | 1.0 |") < card.index("## Files")

@@ -1,9 +1,11 @@
-"""Multi-process training: placement from the environment, sharding, and DDP (two gloo processes on
-the CPU) against one process with the whole batch."""
+"""Multi-process training: placement from the environment, sharding, DDP (two gloo processes on
+the CPU) against one process with the whole batch, and ranks agreeing on the run directory."""
 
 from __future__ import annotations
 
 import socket
+import tempfile
+import time
 
 import pytest
 import torch
@@ -66,6 +68,19 @@ def test_ranks_split_each_global_batch():
         local_batch_size(5, DistContext(0, 2))
 
 
+@pytest.fixture(autouse=True)
+def spawn_error_files(tmp_path, monkeypatch):
+    """mp.spawn gives each worker an error file (pytorch-errorfile-*.pickle in the temp folder),
+    written when the worker raises and never deleted by torch: keep them in this test's folder
+    and delete them afterwards (the message reached the test through the exception)."""
+    folder = tmp_path / "spawn"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    for path in folder.glob("pytorch-errorfile-*"):
+        path.unlink()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +97,8 @@ def _first_step_gradients(tree: dict, ctx: DistContext) -> dict[str, torch.Tenso
     dataset = build_training_dataset(cfg)
     batch = default_collate([dataset[i] for i in rank_indices(0, cfg.optim.batch_size, ctx)])
     train_step(model, state, batch, cfg, rt)  # the gradient stays in .grad after the update
-    return {k: p.grad.clone() for k, p in state.model.named_parameters()}
+    return {k: p.grad.clone() for k, p in state.model.named_parameters()
+            if p.requires_grad}  # frozen parts (a fixed pretrained demosaicker) have none
 
 
 def _run(tree: dict, run_dir: str, ctx: DistContext) -> None:
@@ -140,3 +156,53 @@ def test_two_processes_train_like_one_process_with_the_whole_batch(stills, tmp_p
                  (tmp_path / "one" / "scalars.csv").read_text().splitlines()[1:]]
     assert ddp_total == pytest.approx(one_total, rel=LOSS_RTOL)
     assert len({round(t) for t in one_total}) == STEPS  # the loss changes from step to step
+
+
+TINY = {
+    "model": {"preset": "compact", "overrides": {"nf": 8, "deformable_groups": 2,
+                                                 "extract_blocks": 1, "dsnet_width": 4}},
+    "data": {"crop": 32, "search_radius": 8, "frames": 3, "workers": 0},
+    "optim": {"batch_size": 2},
+    "schedule": {"total_steps": 1},
+    "run": {"log_every": 1, "device": "cpu", "precision": "fp32"},
+}
+LATE_S = 3.0  # rank 1 starts this late: rank 0 has long created and filled the run directory
+
+
+def _late_worker(rank: int, world: int, port: int, tree: dict, run_dir: str, out: str) -> None:
+    """Rank 1 starts training LATE_S seconds after rank 0, then both train the same run directory
+    again; each rank records what it saw in out.rankR."""
+    torch.set_num_threads(1)
+    ctx = DistContext(rank, world, rank)
+    init_process_group(ctx, torch.device("cpu"), init_method=f"tcp://127.0.0.1:{port}")
+    seen = []
+    try:
+        if rank == 1:
+            time.sleep(LATE_S)
+        for _ in range(2):
+            try:
+                result = train(config_from_dict(tree), run_dir, ctx=ctx, progress=False,
+                               echo=False)
+                seen.append(f"step {result.step}")
+            except ConfigError as exc:
+                seen.append(f"ConfigError: {exc}")
+    finally:
+        shutdown()
+        with open(f"{out}.rank{rank}", "w") as f:
+            f.write("\n".join(seen))
+
+
+def test_ranks_follow_rank_0s_verdict_on_the_run_directory(stills, tmp_path, spawn_error_files):
+    # a late rank 1 once checked the folder itself, found what rank 0 had written meanwhile and
+    # stopped with "run directory exists and is not empty"; now rank 0 alone decides
+    tree = config_to_dict(config_from_dict({**TINY, "data": {**TINY["data"],
+                                                              "paths": [str(stills)]}}))
+    out = tmp_path / "seen"
+    mp.spawn(_late_worker, args=(2, _free_port(), tree, str(tmp_path / "run"), str(out)),
+             nprocs=2, join=True)
+    first, second = ([line for line in (tmp_path / f"seen.rank{r}").read_text().splitlines()]
+                     for r in (0, 1))
+    assert first[0] == second[0] == "step 1"
+    # the second start finds the finished run: every rank stops with rank 0's one-line error
+    assert first[1] == second[1] and "exists and is not empty" in first[1]
+    assert not list(spawn_error_files.iterdir())

@@ -531,3 +531,39 @@ def test_failing_npz_write_leaves_previous_burst(tmp_path, monkeypatch):
     with pytest.raises(MemoryError):
         write_npz(full_burst(1), path)
     assert _listing(tmp_path) == {"b.npz": before}
+
+
+@pytest.mark.parametrize("inputs, got", [
+    (123, "got int"), (None, "got NoneType"), (b"x.npz", "got bytes"),
+    ([1, 2], "got a list holding int"), (np.zeros(3), "got ndarray"),
+])
+def test_read_burst_says_what_it_expects(inputs, got):
+    with pytest.raises(TypeError, match=f"a list of paths, {got}"):
+        read_burst(inputs)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("name", ["fifo.npz", "fifo.dng"])
+def test_special_files_are_refused_at_once(tmp_path, name):
+    import signal
+
+    class Hung(BaseException):
+        pass
+
+    def ring(signum, frame):
+        raise Hung(f"reading {name} blocked")
+
+    os.mkfifo(tmp_path / name)  # nobody writes to it: an open() for reading would block
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(10)
+    try:
+        with pytest.raises(BurstFormatError, match="named pipe"):
+            read_burst(tmp_path / name)
+        with pytest.raises(BurstFormatError, match="named pipe"):
+            (read_npz if name.endswith(".npz") else read_burst)(tmp_path / name)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(BurstFormatError, match="character device"):
+            read_burst("/dev/zero")

@@ -282,3 +282,10 @@ def test_estimate_noise_rejects_unknown_pattern_and_fully_clipped_input():
         estimate_noise(torch.full((64, 64), 0.5), cfa="RGBW")
     with pytest.raises(BurstFormatError):
         estimate_noise(torch.ones(64, 64))
+
+
+def test_one_spelling_for_every_command():
+    # restore --noise and evaluate --noise read the same SHOT:READ (the comma form too)
+    assert parse_noise("1e-3:5e-3") == parse_noise("1e-3,5e-3") == NoiseLevel(1e-3, 5e-3)
+    with pytest.raises(BurstFormatError, match="SHOT:READ"):
+        parse_noise("1:2:3")

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
 from burstjdd.eval.baselines import demosaic_bilinear
 from burstjdd.models import hub
+from burstjdd.models.classical import ClassicalJDDB
 from burstjdd.models.dsnet import bicubic_features
 from burstjdd.models.jddb import TwoStageJDDB, build_model, make_config
 from burstjdd.raw.cfa import PATTERNS, from_rggb, mosaic, to_rggb, unpack
@@ -384,8 +385,12 @@ def test_from_pretrained(tmp_path, monkeypatch):
     burst = make_burst(textured_scene(32, 48), n=3)
     assert torch.equal(restorer.restore(burst, progress=False),
                        restore(tiny_model(), burst, tile=64, overlap=16))
+    # no learned weights shipped: the classical pipeline, which needs none, is the default
     monkeypatch.setattr(hub, "shipped_weights", lambda: [])
-    with pytest.raises(WeightsError, match="no pretrained weights are shipped"):
-        Restorer.from_pretrained(None, device="cpu")
+    classical = Restorer.from_pretrained(None, device="cpu", tile=64, overlap=16)
+    assert isinstance(classical.model, ClassicalJDDB)
+    assert torch.equal(classical.restore(burst, progress=False),
+                       Restorer.from_pretrained("classical", device="cpu", tile=64, overlap=16)
+                       .restore(burst, progress=False))
     with pytest.raises(WeightsError):
         Restorer.from_pretrained(tmp_path / "missing", device="cpu")

@@ -212,3 +212,29 @@ def test_open_source_picks_the_layout(tmp_path):
     write_video(tmp_path / "videos" / "v.mp4")
     assert isinstance(open_source(tmp_path / "videos"), VideoFileSource)
     assert isinstance(open_source(tmp_path / "videos" / "v.mp4"), VideoFileSource)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_not_read(tmp_path):
+    import os
+    import signal
+
+    from burstjdd.synth.sources import ImageFile, load_image
+
+    class Hung(BaseException):
+        pass
+
+    def ring(signum, frame):
+        raise Hung("opening the FIFO blocked")
+
+    os.mkfifo(tmp_path / "photo.png")
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(10)
+    try:
+        with pytest.raises(DataError, match="named pipe"):
+            load_image(tmp_path / "photo.png")
+        with pytest.raises(DataError, match="named pipe"):
+            ImageFile(tmp_path / "photo.png").size  # noqa: B018
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -185,3 +185,41 @@ def test_cli_simulate_folder_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such file or folder" in err and "give an output folder" in err
     assert "no colour images" in err
+
+
+def test_simulate_burst_takes_a_numpy_image_as_the_readme_shows():
+    image = data.astronaut()[100:228, 100:228]  # (H, W, 3) uint8
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    kwargs = {"n_frames": 3, "max_shift": 8, "noise": "high", "seed": 0}
+    from_array = simulate_burst(image, **kwargs)
+    from_tensor = simulate_burst(tensor, **kwargs)
+    assert torch.equal(from_array.raw, from_tensor.raw) and torch.equal(from_array.gt,
+                                                                        from_tensor.gt)
+    floats = simulate_burst(image.astype(np.float32) / 255, **kwargs)
+    assert torch.allclose(floats.gt, from_array.gt, atol=1e-6)
+    clip = simulate_burst([image, image, image], n_frames=3, noise="high", seed=0)
+    assert clip.n_frames == 3
+    with pytest.raises(ConfigError, match="divide by 255"):
+        simulate_burst(image.astype(np.float32), **kwargs)
+    with pytest.raises(ConfigError, match=r"\(H, W, 3\)"):
+        simulate_burst(image[..., 0], **kwargs)
+
+
+@pytest.mark.parametrize("source, got", [(123, "got int"), (None, "got NoneType"),
+                                         ([1, 2], "got int")])
+def test_simulate_burst_says_what_it_expects(source, got):
+    with pytest.raises(TypeError, match=f"simulate_burst: .*{got}"):
+        simulate_burst(source)
+
+
+def test_burst_length_and_motion_are_checked_first():
+    image = data.astronaut()[:96, :96]
+    for n in (0, 65, 10**8):
+        with pytest.raises(ConfigError, match=r"n_frames must be an integer in 1\.\.64"):
+            simulate_burst(image, n_frames=n)
+    with pytest.raises(ConfigError, match="max_shift"):
+        simulate_burst(image, max_shift=-5)
+    with pytest.raises(ConfigError, match="n_objects"):
+        simulate_burst(image, n_objects=-1)
+    long = simulate_burst(image, n_frames=64, max_shift=1, n_objects=0, crop=(16, 16))
+    assert long.n_frames == 64

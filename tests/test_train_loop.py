@@ -150,7 +150,12 @@ class ZeroModel(nn.Module):
 def test_validation_psnr_uses_the_protocol_isp(stills):
     cfg = tiny_config(stills, data={"val_paths": [str(stills)]})
     batches, summary = build_validation_set(cfg, n_samples=3, batch_size=2)
-    assert [b["gt"].shape[0] for b in batches] == [2, 1] and "3 samples" in summary
+    # 3 bursts at each of the default levels, low then high
+    assert [b["gt"].shape[0] for b in batches] == [2, 1, 2, 1]
+    assert "low: 3 samples" in summary and "high: 3 samples" in summary
+    levels = torch.cat([b["noise"] for b in batches])  # (6, 2) float32 [shot, read]
+    expected = torch.tensor([[0.0025, 0.01]] * 3 + [[0.0064, 0.02]] * 3)
+    torch.testing.assert_close(levels, expected, rtol=0, atol=0)
     got = validation_psnr(ZeroModel(), batches, cfg, Runtime(torch.device("cpu"), None))
     expected = []
     for b in batches:
@@ -279,3 +284,29 @@ def test_init_from_starts_from_exported_weights(stills, tmp_path):
         check_config(tiny_config(stills, model={"init_from": str(tmp_path / "big")}))
     with pytest.raises(WeightsError, match="not a weights directory"):
         check_config(tiny_config(stills, model={"init_from": str(tmp_path / "missing")}))
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"model": {**TINY_MODEL, "overrides": {**TINY_MODEL["overrides"], "nf": 16}}},
+     "shape|does not match"),
+    ({"optim": {"lr_g": 2e-4}}, "optim.lr_g"),
+    ({"schedule": {"eta_min": 1e-6}}, "schedule.eta_min"),
+    ({"schedule": {"total_steps": 3}}, "at step 4, beyond schedule.total_steps=3"),
+    ({"run": {"seed": 3}}, "run.seed"),
+], ids=["model", "lr", "eta_min", "steps", "seed"])
+def test_resume_checks_the_checkpoint_not_only_the_edited_config_yaml(stills, straight_run,
+                                                                      tmp_path, edit, match):
+    # config.yaml edited by hand: it is both the config and the file it was compared with, so
+    # only the checkpoint tells (a model edit once ended in load_state_dict's traceback)
+    import shutil
+
+    from burstjdd.train.config import save_config
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(straight_run[0], run_dir)
+    cfg = tiny_config(stills, **edit)
+    save_config(cfg, run_dir / "config.yaml")
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    with pytest.raises(ConfigError, match=match):
+        quiet_train(cfg, run_dir, resume=True)
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before

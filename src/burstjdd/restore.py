@@ -64,6 +64,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
-from burstjdd.models import hub
+from burstjdd.models import demosaicnet, hub
+from burstjdd.models.classical import CLASSICAL, build_classical
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
 from burstjdd.raw.io import RawBurst
@@ -393,6 +395,9 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     radius = options.search_radius
     if radius is None:
         radius = default_search_radius(h0, w0)
+    elif radius > max(h0, w0):
+        raise ConfigError(f"search radius {radius:g} px is beyond this {w0}x{h0} burst: use "
+                          f"0..{max(h0, w0)} px (default {default_search_radius(h0, w0)})")
     feats = None if model.config.ca == "none" else _ca_features(model, frames)
 
     size, out_size = grid.size, 2 * grid.size
@@ -449,25 +454,25 @@ class Restorer:
                                       precision)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.name = type(model).__name__  # what the model is called in messages
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
                         device: str | torch.device = "auto", **options: object) -> Restorer:
-        """A Restorer with weights from a directory or a shipped name (None: the best shipped
-        model for the device, :func:`~burstjdd.models.hub.default_weights`). Never uses the
+        """A Restorer with weights from a directory, a shipped name, or ``"classical"`` (the
+        classical pipeline: no learned weights); None: :func:`~burstjdd.models.hub.default_model`
+        for the device (the best shipped learned model, else ``classical``). Never uses the
         network; WeightsError when the weights cannot be found or loaded. ``options``: as
         :class:`Restorer`."""
         if name_or_path is None:
-            name_or_path = hub.default_weights(resolve_device(device))
-            if name_or_path is None:
-                raise WeightsError(
-                    "no pretrained weights are shipped with this version of burstjdd yet: pass "
-                    "--model DIR (Python: a weights directory) with weights you trained and "
-                    "exported (hub.save_pretrained) or converted from the authors' checkpoints "
-                    "(burstjdd convert-official G.pth DSNet.pth -o DIR)"
-                )
-        path = hub.resolve_weights(name_or_path)
-        return cls(hub.load_pretrained(path), device=device, **options)
+            name_or_path = hub.default_model(resolve_device(device))
+        if str(name_or_path) == CLASSICAL and not Path(name_or_path).is_dir():
+            restorer = cls(build_classical(), device=device, **options)
+        else:
+            path = hub.resolve_weights(name_or_path)
+            restorer = cls(hub.load_pretrained(path), device=device, **options)
+        restorer.name = str(name_or_path)
+        return restorer
 
     def restore(self, burst: RawBurst, ref: int | None = None, progress: bool = True) -> Tensor:
         """Restore the reference frame (default ``burst.ref``) of ``burst``: linear camera RGB
@@ -492,7 +497,12 @@ def model_method(weights: str | os.PathLike, *, search_radius: float | None = No
     """
     from burstjdd.eval.evaluate import OURS, Method  # evaluation only: keep restore light
 
-    path = hub.resolve_weights(weights)
-    restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
-    version = f"model:{hub.sha256_file(path / hub.WEIGHTS_NAME)}:{search_radius}"
+    if str(weights) == CLASSICAL and not Path(weights).is_dir():
+        restorer = Restorer.from_pretrained(CLASSICAL, device=device, search_radius=search_radius)
+        version = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}:{search_radius}"
+        name = name or CLASSICAL
+    else:
+        path = hub.resolve_weights(weights)
+        restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
+        version = f"model:{hub.weights_digest(path)}:{search_radius}"
     return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)

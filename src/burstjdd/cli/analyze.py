@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from burstjdd.cli._args import int_in
+
 NAME = "analyze"
 HELP = "shift statistics, coarse offsets and noise level of a burst"
 
@@ -12,13 +14,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("burst", metavar="BURST", nargs="+",
                         help="a .npz burst, a folder of raw files, or raw files")
     parser.add_argument("-o", "--output", default=".", metavar="DIR",
-                        help="folder for shift_histogram.png and offsets.png (default: .)")
-    parser.add_argument("--block", type=int, default=64, help="block side, full-res px")
-    parser.add_argument("--factor", type=int, default=2,
-                        help="packed-raw downsampling before matching (grid = 2 x factor px)")
-    parser.add_argument("--radius", type=int, default=None,
-                        help="search radius, full-res px (default: the largest that fits, "
-                        "at most 256)")
+                        help="folder for shift_histogram.png and offsets.png (created as needed; "
+                             "existing files are replaced; default: .)")
+    parser.add_argument("--block", type=int_in(1), default=64, metavar="PX",
+                        help="block side, full-res px, a multiple of 4 x factor (default 64)")
+    parser.add_argument("--factor", type=int_in(1), default=2,
+                        help="packed-raw downsampling before matching (grid = 2 x factor px; "
+                             "default 2)")
+    parser.add_argument("--radius", type=int_in(0), default=None, metavar="PX",
+                        help="search radius, full-res px, at most the longer side of the burst "
+                             "(default: the largest that fits, at most 256)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from burstjdd.cli._args import DEVICES, add_quiet, float_in, int_in
+
 NAME = "bench"
 HELP = "parameters, FLOPs, time and memory of the network (paper Table 3)"
 QUICK_SIZE = "256x256"
@@ -18,20 +20,37 @@ CALIBRATION = (256, 256)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", help="comma list of 720p, 1080p, uhd or WxH full-res "
+    parser.add_argument("--sizes", metavar="SIZES", help="comma list of 720p, 1080p, uhd or WxH full-res "
                         "(default 720p,1080p,uhd)")
-    parser.add_argument("--presets", default="paper,compact", help="comma list of presets")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per measurement; the median of runs 2.. is reported")
+    parser.add_argument("--presets", default="paper,compact",
+                        help="comma list of presets (default paper,compact)")
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="where to measure: cpu, cuda, or auto (CUDA when there is one, else "
+                             "the CPU); mps is not measured (default cpu)")
+    parser.add_argument("--repeat", type=int_in(1), default=3, metavar="N",
+                        help="runs per measurement; the median of runs 2.. is reported "
+                             "(default 3)")
     parser.add_argument("--quick", action="store_true",
                         help=f"only a small burst ({QUICK_SIZE}), no calibration")
-    parser.add_argument("--tile", type=int, default=128, help="tile side in packed px (x4)")
-    parser.add_argument("--tile-batch", type=int, default=1, help="tiles per reconstruct call")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    parser.add_argument("--tile", type=int_in(4, multiple=4), default=128, metavar="PX",
+                        help="tile side in packed px (x4 full-res px; default 128)")
+    parser.add_argument("--tile-batch", type=int_in(1), default=1, metavar="N",
+                        help="tiles per reconstruct call (default 1)")
+    parser.add_argument("--threads", type=int_in(0), default=0, metavar="N",
+                        help="torch CPU threads (default 0: torch's default)")
+    parser.add_argument("--timeout", type=float_in(1), default=3600, metavar="S",
+                        help="seconds per measurement (default 3600)")
     parser.add_argument("--no-loop", action="store_true",
                         help="skip the vectorised vs per-candidate-loop CA comparison")
+    add_quiet(parser, "no progress lines on stderr (the tables still go to stdout)")
+
+
+def _progress(quiet: bool):
+    """A function printing one progress line on stderr, or doing nothing when ``quiet``."""
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+    return say
 
 
 def _split(text: str) -> list[str]:
@@ -55,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     for preset in presets:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if args.device == "mps":
+        raise ConfigError("bench measures on cpu or cuda (its memory counters); not on mps")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     bm.resolve_device(args.device)
+    say = _progress(args.quiet)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -68,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     for preset in presets:
         for stage in bm.STAGES:
             if not args.quick and max(w * h for w, h in sizes) > CALIBRATION[0] * CALIBRATION[1]:
-                print(f"calibrating {preset} {stage} at 256x256 ...", file=sys.stderr, flush=True)
+                say(f"calibrating {preset} {stage} at 256x256 ...")
                 calibration.append(bm.measure_in_subprocess(
                     config(preset, CALIBRATION, stage, 2), args.timeout))  # warm time
             for size in sizes:
@@ -76,19 +100,19 @@ def run(args: argparse.Namespace) -> int:
                 label = f"{preset} {size[0]}x{size[1]} {stage}"
                 guess = bm.estimate_seconds(rows + calibration, cfg)
                 note = "" if guess is None or guess < 60 else f" (estimated {guess / 60:.0f} min)"
-                print(f"measuring {label}{note} ...", file=sys.stderr, flush=True)
+                say(f"measuring {label}{note} ...")
                 try:
                     rows.append(bm.measure_in_subprocess(cfg, args.timeout))
                 except subprocess.TimeoutExpired:
-                    print(f"  {label}: timed out after {args.timeout:.0f} s", file=sys.stderr)
+                    say(f"  {label}: timed out after {args.timeout:.0f} s")
                     continue
                 r = rows[-1]
-                print(f"  {r['time_s']:.2f} s, +{r['peak_mib']:.0f} MiB", file=sys.stderr)
+                say(f"  {r['time_s']:.2f} s, +{r['peak_mib']:.0f} MiB")
 
     loops = []
     if not args.no_loop:
         for size in sizes:
-            print(f"CA vectorised vs loop {size[0]}x{size[1]} ...", file=sys.stderr, flush=True)
+            say(f"CA vectorised vs loop {size[0]}x{size[1]} ...")
             loops.append(bm.compare_ca(size, repeats=args.repeat, device=args.device))
 
     threads = args.threads or torch.get_num_threads()

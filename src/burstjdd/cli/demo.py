@@ -2,14 +2,13 @@
 
 A colour photo bundled with scikit-image becomes a 5-frame raw burst with large camera and
 object motion (up to ``MAX_SHIFT`` px between neighbouring frames) at the paper's ``high``
-noise level (``simulate_burst``); the default weights (or ``--model``) restore it. Written to
-DIR: ``demo.png`` (side by side, labelled: noisy reference with bilinear demosaic | unaligned
-mean of the frames | classical HDR+-style burst merge | ours | ground truth) and
-``restored.png``; the PSNRs of the protocol (PROTOCOL.md: sRGB with the burst's metadata, peak
-255, float64) are printed.
-
-While this version ships no learned weights, the demo (without ``--model``) says so and leaves
-out the "ours" panel, so that it still runs with no data and no download.
+noise level (``simulate_burst``); the default model (``--model`` to choose: a shipped name,
+``classical`` or a weights folder) restores it. Written to DIR: ``demo.png`` (side by side,
+each panel labelled with its method and PSNR: noisy reference with bilinear demosaic |
+unaligned mean of the frames | the best classical pipeline, HDR+ merge + demosaicnet | ours,
+named, and marked learned or classical | ground truth) and ``restored-<model>.png``
+(``restored-classical.png`` when no learned weights were used); the PSNRs of the evaluation protocol
+(docs/protocol.md: sRGB with the burst's metadata, peak 255, float64) are printed.
 """
 
 from __future__ import annotations
@@ -29,24 +28,30 @@ MAX_SHIFT = 32.0  # full-res px between neighbouring frames (the default search 
 N_FRAMES = 5
 LABEL_HEIGHT = 30  # px of the label strip above each panel (two lines)
 GAP = 4  # px between panels
-CLASSICAL = "HDR+-style merge (classical)"
+BEST_CLASSICAL = "best classical: HDR+ merge + demosaicnet"
+# Peak memory per pixel of the square (measured at 384 and 768 px with the compact model,
+# rounded up): the whole-image classical panel dominates, not the tiled restore.
+BYTES_PER_PIXEL = 12_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from burstjdd.cli._args import add_device, add_quiet, int_in, weights_arg
+
     parser.add_argument("-o", "--output", default="burstjdd-demo", metavar="DIR",
-                        help="folder for demo.png and restored.png (default ./burstjdd-demo)")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="weights directory or shipped name (default: the shipped default "
-                             "weights)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where to run (default auto: CUDA, else MPS, else CPU)")
-    parser.add_argument("--size", type=int, default=384, metavar="PX",
-                        help="side of the square burst in pixels, even (default 384: about "
-                             "30 s with the compact model on 2 CPU cores)")
+                        help="folder for demo.png and restored-<model>.png, created as needed "
+                             "(default ./burstjdd-demo)")
+    parser.add_argument("--model", default=None, metavar="NAME|PATH", type=weights_arg,
+                        help="a shipped name, 'classical' (no learned weights) or a weights "
+                             "folder (default: the shipped default model, else classical)")
+    add_device(parser)
+    parser.add_argument("--size", type=int_in(64, None, multiple=2), default=384, metavar="PX",
+                        help="side of the square burst in pixels, even, >= 64; sizes that need "
+                             "more memory than is available are refused (default 384)")
     parser.add_argument("--photo", default="astronaut", metavar="NAME",
                         help="scikit-image photo: astronaut (default), coffee, chelsea, rocket, "
                              "motorcycle")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    add_quiet(parser, "no progress bar")
 
 
 def demo_burst(photo: str, size: int, seed: int) -> RawBurst:
@@ -89,53 +94,81 @@ def side_by_side(panels: list[Tensor], labels: list[str]) -> Tensor:
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux/macOS sysconf), or None."""
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_size(size: int) -> None:
+    """ConfigError, before anything is allocated, for a size that is odd, too small or needs
+    more memory than is available (estimate: BYTES_PER_PIXEL per pixel of the square)."""
+    from burstjdd.errors import ConfigError
+
+    if size < 64 or size % 2:  # the CLI's argument type refuses these already
+        raise ConfigError(f"--size must be an even number of pixels >= 64, got {size}")
+    need, free = BYTES_PER_PIXEL * size * size, _available_memory()
+    if free is not None and need > free:
+        raise ConfigError(f"--size {size} needs about {need / 2**30:.1f} GiB of memory, only "
+                          f"{free / 2**30:.1f} GiB is available; choose a smaller --size")
+
+
 def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from burstjdd.errors import ConfigError
-    from burstjdd.eval.baselines import bilinear, hdrplus, temporal_mean
+    from burstjdd.eval.baselines import bilinear, hdrplus_dmn, temporal_mean
     from burstjdd.eval.metrics import protocol_srgb, psnr
-    from burstjdd.models import hub
+    from burstjdd.models.classical import ClassicalJDDB
     from burstjdd.raw.io import write_image, write_png
     from burstjdd.restore import Restorer
 
-    if args.size < 32 or args.size % 2:
-        raise ConfigError(f"--size must be an even number of pixels >= 32, got {args.size}")
+    check_size(args.size)
     out = Path(args.output)
-    if args.model is None and not hub.shipped_weights():
-        restorer, method = None, CLASSICAL
-        print("note: this version ships no learned weights yet; the demo shows the classical "
-              "HDR+-style merge only (use --model DIR for trained weights)")
-    else:
-        restorer = Restorer.from_pretrained(args.model, device=args.device)  # fails fast
-        method = "ours"
-    out.mkdir(parents=True, exist_ok=True)
+    restorer = Restorer.from_pretrained(args.model, device=args.device)  # fails fast
+    learned = not isinstance(restorer.model, ClassicalJDDB)
+    method = (f"ours: {restorer.name} (learned)" if learned
+              else "ours: classical (no learned weights)")
+    if not learned:
+        print("note: no learned weights are used; the restored panel is the classical pipeline "
+              "(--model NAME|DIR for trained weights)")
     burst = demo_burst(args.photo, args.size, args.seed)
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    restored = hdrplus(burst) if restorer is None else restorer.restore(burst)
+    restored = restorer.restore(burst, progress=not args.quiet)
     seconds = time.perf_counter() - start
-    classical = restored if restorer is None else hdrplus(burst)
 
     images = {
         "noisy reference (bilinear)": bilinear(burst),
         "unaligned mean": temporal_mean(burst),
-        CLASSICAL: classical,
-        **({method: restored} if restorer is not None else {}),
+        BEST_CLASSICAL: hdrplus_dmn(burst),
+        method: restored,
         "ground truth": burst.gt,
     }
     srgb = {name: protocol_srgb(x, burst.wb, burst.ccm) for name, x in images.items()}
     gt = srgb["ground truth"]
     scores = {name: psnr(x, gt) for name, x in srgb.items() if name != "ground truth"}
     labels = [f"{name}\n{scores[name]:.2f} dB" if name in scores else name for name in srgb]
+    restored_name = f"restored-{_file_label(restorer.name) if learned else 'classical'}.png"
     write_png(side_by_side(list(srgb.values()), labels), out / "demo.png")
-    write_image(restored, out / "restored.png", burst=burst)
+    write_image(restored, out / restored_name, burst=burst)
 
-    where = "cpu" if restorer is None else restorer.device.type
     print(f"{args.photo}, {args.size}x{args.size}, {burst.n_frames} frames, up to "
           f"{MAX_SHIFT:g} px motion between frames, high noise; {method} took {seconds:.1f} s "
-          f"on {where}")
+          f"on {restorer.device.type}")
     for name, value in scores.items():
-        print(f"  {name:<28} PSNR {value:6.2f} dB")
-    print(f"wrote {out / 'demo.png'} and {out / 'restored.png'}")
+        print(f"  {name:<40} PSNR {value:6.2f} dB")
+    print(f"wrote {out / 'demo.png'} and {out / restored_name}")
     return 0
+
+
+def _file_label(name: str) -> str:
+    """A file-name-safe label of a model name or path: its last component, [A-Za-z0-9._-]."""
+    import re
+    from pathlib import Path
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name) or "model"

@@ -1,10 +1,19 @@
-"""``burstjdd evaluate --data ROOT``: paper tables (PROTOCOL.md benchmark 1) and the large-shift
-stress curve (benchmark 2) for the baselines and our model, all on the same bursts."""
+"""``burstjdd evaluate --data ROOT``: paper tables (docs/protocol.md, benchmark 1) and the
+large-shift stress curve (benchmark 2) for the baselines and our model, all on the same bursts."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from burstjdd.cli._args import (
+    add_device,
+    add_old_output,
+    add_quiet,
+    float_in,
+    int_in,
+    weights_arg,
+)
 
 NAME = "evaluate"
 HELP = "evaluate methods on clips or stills (paper tables, stress curve)"
@@ -19,22 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "synthetic large-shift burst per image (default clips; stills "
                              "with --stress)")
     parser.add_argument("--noise", default=None, metavar="LEVELS",
-                        help="comma-separated noise levels: low, high or SHOT:READ "
-                             "(default low,high; the stress curve: high)")
+                        help="comma-separated noise levels: low, high or SHOT:READ (one level "
+                             "may also be written SHOT,READ); default low,high, the stress "
+                             "curve: high")
     parser.add_argument("--methods", default=None, metavar="A,B,...",
                         help="baselines to run (bilinear, malvar, menon, dmn, mean, hdrplus) "
                              "and/or 'ours' (default: every available baseline, and our model "
                              "when --model is given or weights are shipped)")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="weights of our model (a directory or a shipped name)")
-    parser.add_argument("--search-radius", type=float, default=None, metavar="PX",
+    parser.add_argument("--model", type=weights_arg, default=None, metavar="NAME|PATH",
+                        help="weights of our model (a directory or a shipped name; default: the "
+                             "shipped weights, when there are any)")
+    parser.add_argument("--search-radius", type=float_in(0), default=None, metavar="PX",
                         help="our model's coarse-alignment search radius, full-res pixels "
-                             "(default: by image size, PROTOCOL.md)")
-    parser.add_argument("--device", default="auto", help="our model's device (default auto)")
-    parser.add_argument("--max-shift", type=float, default=64.0, metavar="PX",
-                        help="stills: largest camera shift between neighbouring frames "
+                             "(default: by image size, docs/protocol.md)")
+    add_device(parser, what=" (our model)")
+    parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
+                        help="stills: largest camera shift between neighbouring frames, px >= 0 "
                              "(default 64)")
-    parser.add_argument("--max-bursts", type=int, default=None, metavar="N",
+    parser.add_argument("--max-bursts", type=int_in(1), default=None, metavar="N",
                         help="at most N bursts per clip (per image group; with --stress, N "
                              "images), evenly spread over it, to keep runs short (default all)")
     parser.add_argument("--stress", action="store_true",
@@ -45,13 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0,16,32,64,96,128)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the synthetic bursts of stills (default 0)")
-    parser.add_argument("--out", default="eval_results", metavar="DIR",
-                        help="output folder: results.json/.md (stress.json/.md/_*.png), the "
-                             "per-burst cache cache.jsonl, figures/ (default eval_results)")
+    parser.add_argument("-o", "--output", default="eval_results", metavar="DIR",
+                        help="output folder (created as needed; its files are replaced): "
+                             "results.json/.md (stress.json/.md/_*.png), the per-burst cache "
+                             "cache.jsonl, figures/ (default eval_results)")
+    add_old_output(parser, "--out")
     parser.add_argument("--figures", action="store_true",
                         help="write side-by-side crops (methods x one region, zoom inset, "
                              "PSNR) of the first computed burst of each clip to DIR/figures")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet(parser, old="--no-progress")
 
 
 def _float(text: str, what: str) -> float:
@@ -63,9 +76,21 @@ def _float(text: str, what: str) -> float:
         raise ConfigError(f"bad {what} {text!r}: expected a number") from None
 
 
-def _noise_arg(text: str) -> str:
-    # SHOT:READ on the command line (the comma separates levels) -> parse_noise's SHOT,READ
-    return text.replace(":", ",")
+def _noise_levels(text: str, parse_list) -> list[str]:
+    """The levels of --noise: a comma-separated list of low, high or SHOT:READ; a value of just
+    two numbers is the one level SHOT,READ (the spelling ``restore --noise`` also reads)."""
+    items = parse_list(text, "noise")
+    if len(items) == 2 and all(_is_number(i) for i in items):
+        return [",".join(items)]
+    return items
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("the stress curve runs on stills: use --layout stills")
     layout = args.layout or ("stills" if stress else "clips")
     default_noise = "high" if stress else "low,high"
-    noises = [_noise_arg(n) for n in ev.parse_list(args.noise or default_noise, "noise")]
+    noises = _noise_levels(args.noise or default_noise, ev.parse_list)
     names = None if args.methods is None else ev.parse_list(args.methods, "method")
-    out = Path(args.out)
+    out = Path(args.output)
     our_method = functools.partial(restore.model_method, search_radius=args.search_radius,
                                    device=args.device)
     methods = ev.resolve_methods(names, model=args.model, model_method=our_method)
     cache = ev.ResultCache(out / "cache.jsonl")
-    progress = not args.no_progress
+    progress = not args.quiet
     print(f"methods: {', '.join(m.name for m in methods)}")
 
     if stress:

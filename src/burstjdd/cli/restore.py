@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from burstjdd.cli._args import add_device, add_quiet, float_in, weights_arg
+
 NAME = "restore"
 HELP = "restore a burst of raw files into one clean image"
 
@@ -27,32 +29,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ".npz burst")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output image: .png (8-bit sRGB), .tif/.tiff (16-bit sRGB, float32 "
-                             "with --space linear), .npy (float32 H×W×3) or .dng (linear)")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
+                             "with --space linear), .npy (float32 H×W×3) or .dng (linear); "
+                             "folders are created as needed, an existing file is replaced")
+    parser.add_argument("--model", type=weights_arg, default=None, metavar="NAME|PATH",
                         help="weights directory or shipped name (default: the shipped default "
                              "weights)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where to run (default auto: CUDA, else MPS, else CPU)")
+    add_device(parser)
     parser.add_argument("--space", default="srgb", choices=("srgb", "linear"),
                         help="srgb: rendered with the burst's white balance and colour matrix "
                              "(default); linear: linear camera RGB (.tif/.npy/.dng)")
     parser.add_argument("--ref", type=_ref, default=None, metavar="K|auto",
                         help="reference frame: an index, or auto (the sharpest of the middle "
                              "frames); default: the one stored in a .npz, else the middle frame")
-    parser.add_argument("--search-radius", type=float, default=None, metavar="PX",
+    parser.add_argument("--search-radius", type=float_in(0), default=None, metavar="PX",
                         help="coarse-alignment search radius in full-res pixels (default: 48 up "
                              "to 720p, growing with the image to 128 at 4K)")
     parser.add_argument("--tile", type=int, default=256, metavar="PX",
                         help="tile size in full-res pixels, a multiple of 8 (default 256)")
-    parser.add_argument("--noise", default=None, metavar="SHOT,READ",
-                        help="noise level, Var = SHOT·x + READ² (normalised units), or low/high "
-                             "(default: from the file, else estimated)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--noise", default=None, metavar="LEVEL",
+                        help="noise level: low, high or SHOT:READ with Var = SHOT·x + READ² in "
+                             "normalised units (docs/protocol.md; default: from the file, else "
+                             "estimated)")
+    add_quiet(parser, "no progress bar")
 
 
 def check_output(path: str | os.PathLike, space: str) -> None:
     """Fail early (before minutes of work) on an output the writers would refuse: an unknown
-    extension, PNG with linear data, a missing or unwritable directory, a directory path."""
+    extension, PNG with linear data, a directory path, a folder that cannot be created or
+    written. A missing folder is created (docs/cli.md: output folders are created as needed)."""
     import tempfile
     from pathlib import Path
 
@@ -69,7 +73,11 @@ def check_output(path: str | os.PathLike, space: str) -> None:
         raise IsADirectoryError(f"{path}: output path is a directory")
     parent = path.parent
     if not parent.is_dir():
-        raise FileNotFoundError(f"{path}: output directory {parent} does not exist")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot create the folder {parent} "
+                              f"({exc.strerror or type(exc).__name__})") from None
     try:  # the only reliable writability test (permissions, read-only mounts, root)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".probe"):
             pass
@@ -98,6 +106,6 @@ def run(args: argparse.Namespace) -> int:
     height, width = image.shape[-2:]
     if burst.meta.get("orientation", 1) in (5, 6, 7, 8):  # written turned by 90 degrees
         height, width = width, height
-    print(f"wrote {args.output}: {width}x{height}, {burst.n_frames} frames, "
-          f"{restorer.device.type}, {seconds:.1f} s")
+    print(f"wrote {args.output}: {width}x{height}, {burst.n_frames} frames, model "
+          f"{restorer.name}, {restorer.device.type}, {seconds:.1f} s")
     return 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import re
 
+from burstjdd.cli._args import add_quiet, float_in, int_in
+
 NAME = "simulate"
 HELP = "simulate noisy raw bursts with known motion from photos or clips"
+MAX_FRAMES = 64  # burstjdd.synth.burst.MAX_FRAMES (not imported: --help stays free of torch)
 
 
 def _crop(text: str) -> tuple[int, int]:
@@ -26,19 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "folder holding the frames of one clip",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="a .npz file for one burst, else a folder (created) of <name>.npz")
-    parser.add_argument("--frames", type=int, default=5, metavar="N",
-                        help="frames per burst (default 5)")
+                        help="a .npz file for one burst, else a folder of <name>.npz (folders "
+                             "are created as needed; existing files are replaced)")
+    parser.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=5, metavar="N",
+                        help=f"frames per burst, 1..{MAX_FRAMES} (default 5)")
     parser.add_argument("--noise", default="high", metavar="LEVEL",
-                        help="low, high (PROTOCOL.md levels) or SHOT,READ (default high)")
-    parser.add_argument("--max-shift", type=float, default=64.0, metavar="PX",
+                        help="low, high (the levels of docs/protocol.md) or SHOT:READ (default "
+                             "high)")
+    parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
                         help="stills: largest camera shift between neighbouring frames, full-res "
-                             "pixels (default 64)")
-    parser.add_argument("--objects", type=int, default=2, metavar="K",
+                             "pixels >= 0 (default 64)")
+    parser.add_argument("--objects", type=int_in(0), default=2, metavar="K",
                         help="independently moving objects per burst (default 2)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed; burst NAME of a folder uses a seed derived from "
-                             "(S, NAME)")
+                             "(S, NAME) (default 0)")
     parser.add_argument("--crop", type=_crop, default=None, metavar="WxH",
                         help="output size (even); default: the largest the motion allows")
     parser.add_argument("--cfa", default="RGGB", help="Bayer pattern of the mosaics (default RGGB)")
@@ -47,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-motion", action="store_true",
                         help="clips: add the synthetic motion on top of their own (flow not "
                              "stored)")
-    parser.add_argument("--downscale", type=int, default=2, metavar="F",
+    parser.add_argument("--downscale", type=int_in(1), default=2, metavar="F",
                         help="video files: decode at 1/F size (default 2)")
+    add_quiet(parser, "no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from burstjdd.errors import DataError
+    from burstjdd.raw.cfa import check_pattern
     from burstjdd.raw.io import write_npz
+    from burstjdd.raw.noise import parse_noise
     from burstjdd.synth.burst import simulate_burst
     from burstjdd.synth.sources import (
         IMAGE_EXTENSIONS,
@@ -68,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         open_source,
     )
 
+    check_pattern(args.cfa)  # bad options fail before any file is opened
+    parse_noise(args.noise)
     src, out = Path(args.src), Path(args.output)
     options = dict(
         n_frames=args.frames, noise=args.noise, max_shift=args.max_shift, n_objects=args.objects,
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix.lower() != ".npz":
             raise DataError(f"{out}: one burst is written to a .npz file")
         burst = simulate_burst(frames, seed=args.seed, **options)
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_npz(burst, out)
         print(f"wrote {out}: {burst.n_frames} frames {burst.width}x{burst.height}, {burst.cfa}")
         return 0
@@ -93,11 +104,10 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(src, downscale=args.downscale)
     if out.suffix.lower() == ".npz" or out.is_file():
         raise DataError(f"{out}: {src} holds {len(source)} bursts; give an output folder")
-    out.mkdir(parents=True, exist_ok=True)
     names = getattr(source, "clip_names", None)
     root = getattr(source, "root", None)
     used: set[str] = set()
-    for i in tqdm(range(len(source)), desc="simulate", unit="burst"):
+    for i in tqdm(range(len(source)), desc="simulate", unit="burst", disable=args.quiet):
         frames = source.clip(i)
         first = Path(frames[0].label.split("#")[0])
         if names is not None:
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 name = "_".join(rel.parts)
         used.add(name)
         burst = simulate_burst(frames, seed=derive_seed(args.seed, name), **options)
+        out.mkdir(parents=True, exist_ok=True)  # once a burst is made: bad options leave nothing
         write_npz(burst, out / f"{name}.npz")
     skipped = {k: v for k, v in source.skipped.items() if v}
     note = f" (skipped: {', '.join(f'{v} {k}' for k, v in skipped.items())})" if skipped else ""

@@ -88,8 +88,8 @@ def analyze_burst(burst: RawBurst, *, block: int = 64, factor: int = 2,
     """Block-match every ``block``×``block`` full-res block of the reference in all frames.
 
     block: full-res side, a multiple of 4·factor; factor: packed px per matching-grid px
-    (grid = 2·factor full-res px); radius: full-res search radius (default
-    :func:`default_radius`). The frame is cropped to a whole number of blocks (the
+    (grid = 2·factor full-res px); radius: full-res search radius, 0 up to the longer side of
+    the frame (default :func:`default_radius`). The frame is cropped to a whole number of blocks (the
     right/bottom remainder is not analysed).
     """
     if factor < 1:
@@ -104,6 +104,10 @@ def analyze_burst(burst: RawBurst, *, block: int = 64, factor: int = 2,
         raise ConfigError(f"burst {width}x{height}, {n} frames: needs >= 2 frames of at least "
                           f"one {block}x{block} block")
     radius = default_radius(height, width, block, grid) if radius is None else radius
+    if isinstance(radius, bool) or not isinstance(radius, int) or \
+            not 0 <= radius <= max(height, width):
+        raise ConfigError(f"search radius {radius!r} px is beyond this {width}x{height} burst: "
+                          f"use 0..{max(height, width)} px")
     from burstjdd.models.dpbm import coarse_align
 
     radius_lr = math.ceil(radius / grid)

@@ -4,8 +4,11 @@ A weights directory holds
 
 * ``config.json``: ``{"format": "burstjdd-weights", "format_version": 1,
   "burstjdd_version": ..., "model": asdict(ModelConfig)}``;
-* ``model.safetensors``: the model's ``state_dict`` (float32, or float16 storage);
-* ``model.safetensors.sha256``: its digest in ``sha256sum`` format;
+* ``model.safetensors``: the model's ``state_dict`` (float32, or float16 storage), or, when
+  saved with ``part_bytes``, its bytes split in order into ``model.safetensors.000``,
+  ``.001``, ... of at most that size (files that must travel under a size limit; the loader
+  joins them, ``cat model.safetensors.[0-9]* > model.safetensors`` does the same);
+* ``model.safetensors.sha256``: its digest (of the joined bytes) in ``sha256sum`` format;
 * ``README.md``: a model card (training data, iterations, hardware, measured quality, ...).
 
 Everything read from disk is treated as untrusted: the config is type-checked against
@@ -36,6 +39,7 @@ from safetensors.torch import save as _st_save
 
 from burstjdd import __version__
 from burstjdd.errors import BurstJDDError, WeightsError
+from burstjdd.models.classical import CLASSICAL
 from burstjdd.models.jddb import ModelConfig, TwoStageJDDB
 
 FORMAT = "burstjdd-weights"
@@ -45,6 +49,8 @@ WEIGHTS_NAME = "model.safetensors"
 DIGEST_NAME = WEIGHTS_NAME + ".sha256"
 CARD_NAME = "README.md"
 FILE_NAMES = (CONFIG_NAME, WEIGHTS_NAME, DIGEST_NAME, CARD_NAME)
+PART_RE = re.compile(re.escape(WEIGHTS_NAME) + r"\.(\d{3})")  # model.safetensors.000, .001 ...
+MAX_PARTS = 1000
 
 _CONFIG_KEYS = ("format", "format_version", "burstjdd_version", "model")
 _MAX_CONFIG_BYTES = 1 << 20          # a config is a few hundred bytes; refuse to parse a bomb
@@ -138,9 +144,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dtype) -> str:
+def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dtype,
+                parts: int = 0) -> str:
     """Markdown model card: the given ``card`` keys (``title``, ``description``, ``notes``:
-    markdown after the table, the others: table rows), then the architecture and the digest."""
+    markdown after the table, the others: table rows), then the architecture and the digest
+    (``parts``: number of files the tensor file is split into, 0 = not split)."""
+    split = "" if not parts else (
+        f", split into `{WEIGHTS_NAME}.000` ... `.{parts - 1:03d}` (join them in order: "
+        f"`cat {WEIGHTS_NAME}.[0-9]* > {WEIGHTS_NAME}`)")
     lines = ["# burstjdd model weights", ""]
     card = dict(card or {})
     notes = card.pop("notes", None)
@@ -163,7 +174,8 @@ def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dt
         "## Files",
         "",
         f"* `{CONFIG_NAME}`: format {FORMAT} v{FORMAT_VERSION}, burstjdd {__version__}",
-        f"* `{WEIGHTS_NAME}`: {str(dtype).removeprefix('torch.')} tensors, sha256 `{digest}`",
+        f"* `{WEIGHTS_NAME}`: {str(dtype).removeprefix('torch.')} tensors, sha256 `{digest}`"
+        + split,
         "",
         "## Model config",
         "",
@@ -179,7 +191,7 @@ def _model_card(card: Mapping | None, config: dict, digest: str, dtype: torch.dt
 
 def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
                     card: Mapping | None = None, dtype: torch.dtype | None = None,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, part_bytes: int | None = None) -> Path:
     """Write ``model`` as a weights directory (see the module docstring); returns its path.
 
     ``dtype`` (``torch.float16`` / ``bfloat16`` / ``float32``) sets the storage precision of
@@ -187,7 +199,14 @@ def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
     The directory is built in a temporary sibling and renamed into place, so a crash never
     leaves a half-written directory. An existing non-empty ``directory`` is an error unless
     ``overwrite`` is set, and even then only a previous weights directory is replaced.
+    ``part_bytes``: when the tensor file is larger, its bytes are written in order as
+    ``model.safetensors.000``, ``.001``, ... of at most ``part_bytes`` each (the digest stays
+    that of the whole file; :func:`load_pretrained` joins and checks them).
     """
+    if part_bytes is not None and (isinstance(part_bytes, bool) or not isinstance(part_bytes, int)
+                                   or part_bytes < 1):
+        raise WeightsError(f"save_pretrained: part_bytes must be a positive integer, got "
+                           f"{part_bytes!r}")
     if not isinstance(model, TwoStageJDDB):
         raise TypeError(f"save_pretrained needs a TwoStageJDDB, got {type(model).__name__}")
     target = Path(directory)
@@ -199,8 +218,9 @@ def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
             raise WeightsError(f"{target}: exists and is not a directory")
         content = {p.name for p in target.iterdir()}
         if content and not overwrite:
-            raise WeightsError(f"{target}: directory exists and is not empty (use overwrite)")
-        if not content <= set(FILE_NAMES):
+            raise WeightsError(f"{target}: directory exists and is not empty (pass "
+                               "overwrite=True to replace a previous weights directory)")
+        if not all(n in FILE_NAMES or PART_RE.fullmatch(n) for n in content):
             raise WeightsError(f"{target}: refusing to replace a directory that holds other files")
     parent.mkdir(parents=True, exist_ok=True)
 
@@ -217,12 +237,23 @@ def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
     store_dtype = dtype or next((t.dtype for t in tensors.values() if t.is_floating_point()),
                                 torch.float32)
 
+    n_parts = 0 if part_bytes is None or len(blob) <= part_bytes else -(-len(blob) // part_bytes)
+    if n_parts > MAX_PARTS:
+        raise WeightsError(f"save_pretrained: {len(blob)} bytes in parts of {part_bytes} would "
+                           f"need {n_parts} files (at most {MAX_PARTS})")
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     try:
-        (tmp / WEIGHTS_NAME).write_bytes(blob)
+        if n_parts:
+            for i in range(n_parts):
+                (tmp / f"{WEIGHTS_NAME}.{i:03d}").write_bytes(
+                    blob[i * part_bytes:(i + 1) * part_bytes])
+        else:
+            (tmp / WEIGHTS_NAME).write_bytes(blob)
         (tmp / DIGEST_NAME).write_text(f"{digest}  {WEIGHTS_NAME}\n")
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / CARD_NAME).write_text(_model_card(card, config["model"], digest, store_dtype))
+        (tmp / CARD_NAME).write_text(_model_card(card, config["model"], digest, store_dtype,
+                                                 n_parts))
         os.chmod(tmp, 0o755)                          # mkdtemp makes it 0700
         if target.exists() and any(target.iterdir()):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
@@ -268,17 +299,55 @@ def _read_config(path: Path) -> ModelConfig:
     return config_from_dict(data["model"], source=str(path))
 
 
+def weight_parts(directory: str | os.PathLike) -> list[Path]:
+    """The split tensor files ``model.safetensors.000``, ``.001``, ... of a weights directory in
+    order ([] when there are none); WeightsError when their numbers have a gap."""
+    directory = Path(directory)
+    found = sorted((int(m.group(1)), p) for p in directory.iterdir()
+                   if (m := PART_RE.fullmatch(p.name)) and p.is_file())
+    if [i for i, _ in found] != list(range(len(found))):
+        have = ", ".join(p.name for _, p in found)
+        raise WeightsError(f"{directory}: split weights are incomplete (parts must be numbered "
+                           f"000, 001, ... without gaps; found {have})")
+    return [p for _, p in found]
+
+
+def _read_weight_bytes(directory: Path) -> tuple[bytes, Path]:
+    """The bytes of ``model.safetensors``, or of its parts joined in order; and the path to
+    name in errors."""
+    weights = directory / WEIGHTS_NAME
+    if weights.is_file():
+        return weights.read_bytes(), weights
+    parts = weight_parts(directory)
+    if not parts:
+        raise WeightsError(f"{weights}: missing")
+    named = directory / f"{WEIGHTS_NAME}.[000-{len(parts) - 1:03d}]"
+    return b"".join(p.read_bytes() for p in parts), named
+
+
+def weights_digest(directory: str | os.PathLike) -> str:
+    """The sha256 (hex) of a weights directory's tensor file, whole or split, as its digest
+    file states it (a cache key; :func:`load_pretrained` is what verifies it)."""
+    digest_file = Path(directory) / DIGEST_NAME
+    if not digest_file.is_file():
+        raise WeightsError(f"{digest_file}: missing")
+    fields = digest_file.read_text(errors="replace").split()
+    if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0].lower()):
+        raise WeightsError(f"{digest_file}: expected '<sha256 hex>  {WEIGHTS_NAME}'")
+    return fields[0].lower()
+
+
 def _read_verified_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """Read ``model.safetensors``, check it against its sha256 file, then parse it."""
-    weights, digest_file = directory / WEIGHTS_NAME, directory / DIGEST_NAME
-    for p in (weights, digest_file):
-        if not p.is_file():
-            raise WeightsError(f"{p}: missing")
+    """Read ``model.safetensors`` (or join its parts), check it against its sha256 file, then
+    parse it."""
+    digest_file = directory / DIGEST_NAME
+    if not digest_file.is_file():
+        raise WeightsError(f"{digest_file}: missing")
     fields = digest_file.read_text(errors="replace").split()
     if len(fields) != 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0].lower()) \
             or fields[1].lstrip("*") != WEIGHTS_NAME:
         raise WeightsError(f"{digest_file}: expected '<sha256 hex>  {WEIGHTS_NAME}'")
-    blob = weights.read_bytes()           # hash exactly the bytes that are parsed below
+    blob, weights = _read_weight_bytes(directory)  # hash exactly the bytes parsed below
     if not hmac.compare_digest(hashlib.sha256(blob).hexdigest(), fields[0].lower()):
         raise WeightsError(f"{weights}: sha256 mismatch (file corrupt or modified)")
     try:
@@ -389,11 +458,18 @@ def shipped_weights() -> list[str]:
 
 
 def default_weights(device: str | torch.device = "cpu") -> str | None:
-    """The shipped weights to use when none are named: the best shipped model that fits
-    ``device`` (a torch device or its type name), or None when none ship."""
+    """The shipped learned weights to use when none are named: the best shipped model that
+    fits ``device`` (a torch device or its type name), or None when none ship."""
     kind = "cpu" if torch.device(device).type == "cpu" else "accelerator"
     shipped = shipped_weights()
     return next((name for name in _PREFERENCE[kind] if name in shipped), None)
+
+
+def default_model(device: str | torch.device = "cpu") -> str:
+    """What ``burstjdd restore`` and ``demo`` use when no model is named: the shipped learned
+    weights of :func:`default_weights`, else the ``classical`` pipeline (which needs no
+    trained weights but the bundled demosaicnet), so that restore always works."""
+    return default_weights(device) or CLASSICAL
 
 
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
@@ -404,6 +480,9 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     listing the shipped names.
     """
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "checkpoint.pt").is_file() and not (path / CONFIG_NAME).exists():
+        raise WeightsError(f"{path}: a training run, not weights: export it first with "
+                           f"`burstjdd export {path} -o DIR`")
     if path.is_dir():
         return path
     if path.exists():

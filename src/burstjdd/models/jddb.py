@@ -44,8 +44,9 @@ from torch import Tensor, nn
 
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.raw.cfa import demosaic_bilinear, unpack
-from burstjdd.raw.merge import wiener_merge
+from burstjdd.raw.merge import merge_and_denoise
 
+from . import demosaicnet
 from .blocks import ACNSeBlock, SimpleBlock
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
 from .dsnet import DSNet, bicubic_features
@@ -71,10 +72,11 @@ class ModelConfig:
     use_interp: train with the interpolation loss L_ip (read by training; the forward takes an
     explicit ``interp`` argument); search_stride, refine, propagate: DPBM stage-1 stride on the
     LR grid, stride-1 refinement, temporal propagation of the search centre; residual: the
-    decoder predicts a correction added to the coarsely aligned frames' Wiener merge, demosaicked
-    bilinearly and blurred (:func:`residual_base`; ours, not the paper's: "no global residual",
-    official-code-notes §2; training starts from a usable image instead of a blank one, which
-    matters for short runs).
+    decoder predicts a correction added to a classical restoration of the coarsely aligned
+    frames (HDR+ tile alignment, Wiener merge, spatial denoising, demosaicnet:
+    :func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
+    training starts from an image as good as the best classical pipeline instead of a blank
+    one, which matters for short runs).
     """
 
     nf: int = 64
@@ -117,7 +119,7 @@ class ModelConfig:
 
 
 RESIDUAL_INIT_SCALE = 1e-2  # last decoder conv's initial weights, relative to orthogonal
-RESIDUAL_BLUR = 0.7  # σ of the residual base's blur, full-res px (beat 0.5 and 1.0, train stills)
+RESIDUAL_BLUR = 0.7  # σ of the interpolation branch's base blur, full-res px
 
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),  # the official network: G 12,052,144 parameters, DSNet 9,840
@@ -257,6 +259,10 @@ class TwoStageJDDB(nn.Module):
                 # it, so that every layer gets a gradient from the first step
                 with torch.no_grad():
                     self.unet.dec2_conv.simple_block[-1].weight.mul_(RESIDUAL_INIT_SCALE)
+            # The residual base's demosaicker: pretrained, frozen (build_model loads its
+            # weights; a weights file holds them with the rest of the state dict).
+            self.base_demosaic = demosaicnet.DemosaicNet().requires_grad_(False) \
+                if config.residual else None
 
     # ------------------------------------------------------------------ parameters
     def dsnet_parameters(self) -> Iterator[nn.Parameter]:
@@ -264,9 +270,10 @@ class TwoStageJDDB(nn.Module):
         return iter(()) if self.dsnet is None else self.dsnet.parameters()
 
     def g_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the generator G: everything except the DSNet (lr 1e-4 officially)."""
+        """Parameters of the generator G (lr 1e-4 officially): everything except the DSNet and
+        the residual base's frozen demosaicnet."""
         for name, p in self.named_parameters():
-            if not name.startswith("dsnet."):
+            if not name.startswith(("dsnet.", "base_demosaic.")):
                 yield p
 
     # ------------------------------------------------------------------ coarse alignment
@@ -359,8 +366,9 @@ class TwoStageJDDB(nn.Module):
         fused, fused_ip = self.fusion(f, ref, interp)
         z = fused if fused_ip is None else torch.cat([fused, fused_ip], dim=0)  # one decoder pass
         out = self.unet(self.feature_up(z))  # (B or 2B, 3, 2h, 2w)
-        if self.config.residual:
-            out = out + residual_base(frames, noise, ref, fused_ip is not None)
+        if self.base_demosaic is not None:
+            out = out + residual_base(frames, noise, ref, fused_ip is not None,
+                                      self.base_demosaic)
         return (out, None) if fused_ip is None else (out[:b], out[b:])
 
     def forward(
@@ -430,24 +438,33 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, k[..., None], groups=x.shape[1])  # along H
 
 
-def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool) -> Tensor:
-    """What the decoder's output is added to when ``ModelConfig.residual``: the (coarsely
-    aligned) frames merged onto the reference by the pairwise Wiener merge of HDR+
-    (:func:`~burstjdd.raw.merge.wiener_merge`, which rejects what still differs from the
-    reference by more than the noise), demosaicked bilinearly and blurred by a Gaussian of
-    σ = RESIDUAL_BLUR px; frames/noise (B, N, 4, h, w) packed RGGB and noise map →
-    (B, 3, 2h, 2w). The decoder then only has to add detail and remove what noise is left
-    (asked to cancel the full-resolution noise of an unblurred single frame, it fell back to a
-    zero correction, docs/notes.md). With ``interp`` also the base of the interpolation branch,
-    which must not see the reference: the bilinear demosaic of the mean of its neighbours
-    ref ± 1 (zeros for N = 1), blurred the same, stacked after the first → (2B, 3, 2h, 2w),
-    the layout of ``reconstruct``'s single decoder pass."""
-    rgb = [demosaic_bilinear(unpack(wiener_merge(frames, noise, ref)))]
-    if interp:
-        near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]
-        rgb.append(demosaic_bilinear(unpack(frames[:, near])).mean(1) if near
-                   else torch.zeros_like(rgb[0]))
-    return gaussian_blur(torch.cat(rgb, dim=0), RESIDUAL_BLUR)
+def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
+                  demosaicker: nn.Module) -> Tensor:
+    """What the decoder's output is added to when ``ModelConfig.residual``: a classical
+    restoration of the (coarsely aligned) frames, computed without gradient.
+
+    Per sample, the frames are aligned to the reference once more by HDR+'s tile search
+    (which fixes what the coarse alignment's 8-px grid and per-patch offset leave), merged
+    by HDR+'s pairwise Wiener merge (which rejects what still differs from the reference by
+    more than the noise) and denoised in the frequency domain at the noise the merge leaves
+    (:func:`~burstjdd.raw.merge.merge_and_denoise`, variance = the reference's noise map
+    squared), then demosaicked by the frozen pretrained demosaicnet ``demosaicker``
+    (:func:`~burstjdd.models.demosaicnet.demosaic`). frames/noise (B, N, 4, h, w) packed RGGB
+    and noise map, h, w > 16 → (B, 3, 2h, 2w). With ``interp`` also the base of the
+    interpolation branch, which must not see the reference: the bilinear demosaic of the mean
+    of its neighbours ref ± 1 (zeros for N = 1), blurred by σ = RESIDUAL_BLUR px, stacked after
+    the first → (2B, 3, 2h, 2w), the layout of ``reconstruct``'s single decoder pass.
+    """
+    with torch.no_grad():
+        mosaics, var = unpack(frames.float()), unpack(noise[:, ref].float().square())
+        merged = torch.stack([merge_and_denoise(m, v, ref) for m, v in zip(mosaics, var)])
+        rgb = [demosaicnet.demosaic(demosaicker, merged.clamp(0.0, 1.0)).to(frames.dtype)]
+        if interp:
+            near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]
+            ip = demosaic_bilinear(unpack(frames[:, near])).mean(1) if near \
+                else torch.zeros_like(rgb[0])
+            rgb.append(gaussian_blur(ip, RESIDUAL_BLUR))
+        return torch.cat(rgb, dim=0)
 
 
 def build_model(
@@ -455,8 +472,13 @@ def build_model(
 ) -> TwoStageJDDB:
     """Build a model from a preset ("paper" | "compact"), an ablation variant ("full" |
     "no_align" | "ca_only" | "ra_only" | "no_e2e" | "deep_ra" | "no_ip") and ModelConfig field
-    overrides (applied last). Unknown names raise ConfigError listing the valid ones."""
-    return TwoStageJDDB(make_config(preset, variant, **overrides), seed=seed)
+    overrides (applied last). Unknown names raise ConfigError listing the valid ones.
+    A residual model's base demosaicker gets the bundled pretrained demosaicnet weights."""
+    model = TwoStageJDDB(make_config(preset, variant, **overrides), seed=seed)
+    base = model.base_demosaic
+    if base is not None and not any(p.is_meta for p in base.parameters()):
+        demosaicnet.load_pretrained(base)
+    return model
 
 
 def make_config(preset: str = "paper", variant: str = "full", **overrides: object) -> ModelConfig:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from burstjdd.errors import WeightsError
+from burstjdd.raw.io import require_regular_file
 from burstjdd.models.hub import (check_state_dict, meta_model, model_from_state, save_pretrained,
                                  sha256_file)
 from burstjdd.models.jddb import make_config
@@ -275,6 +276,8 @@ def convert_files(g_path: str | os.PathLike, dsnet_path: str | os.PathLike,
     """Read the official ``G.pth`` and ``DSNet.pth`` safely, convert them, and write a burstjdd
     weights directory (``hub.save_pretrained``) whose card names the sources and their sha256."""
     g_path, dsnet_path = Path(g_path), Path(dsnet_path)
+    for p in (g_path, dsnet_path):
+        require_regular_file(p, WeightsError)  # a FIFO would block the read
     state = convert_official(load_official_state(g_path), load_official_state(dsnet_path))
     model = model_from_state(make_config("paper"), state, "converted official weights",
                              check_finite=False)           # convert_official checked it

@@ -26,13 +26,14 @@ import json
 import math
 import os
 import secrets
+import stat
 import sys
 import tempfile
 import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,10 @@ __all__ = [
     "read_raw_files",
     "read_raw_frame",
     "render_srgb",
+    "require_regular_file",
     "select_reference",
     "sharpness",
+    "special_file",
     "write_image",
     "write_npy",
     "write_npz",
@@ -301,15 +304,13 @@ def read_burst(
     the file; a path that does not exist raises :class:`InputNotFoundError` (a
     ``BurstFormatError`` and a ``FileNotFoundError``).
     """
-    if isinstance(inputs, (str, os.PathLike)):
-        paths = [Path(inputs)]
-    else:
-        paths = [Path(p) for p in inputs]
+    paths = _input_paths(inputs)
     if not paths:
         raise BurstFormatError("no input given: pass one .npz burst, a folder or raw files")
     for p in paths:
         if not p.exists():
             raise InputNotFoundError(f"{p}: no such file or directory")
+        require_regular_file(p, allow_dir=True)
     if any(p.suffix.lower() == ".npz" for p in paths):
         if len(paths) != 1:
             raise BurstFormatError(f"give one .npz burst on its own, got {len(paths)} inputs")
@@ -318,6 +319,51 @@ def read_burst(
             return burst
         return dataclasses.replace(burst, ref=_resolve_ref(ref, burst.raw, burst.cfa))
     return read_raw_files(_raw_paths(paths), ref=ref)
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file(path: PathLike) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (e.g. "a named
+    pipe (FIFO)", "a character device"), else None. Reading such a path can block forever (a
+    FIFO nobody writes to) or never end (/dev/zero), so every reader refuses them first."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable or an invalid name: the reader says so
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def require_regular_file(path: PathLike, error: type[Exception] = BurstFormatError, *,
+                         allow_dir: bool = False) -> None:
+    """Raise ``error`` naming ``path`` when it is a special file (:func:`special_file`), or a
+    folder unless ``allow_dir``. A missing path passes: the reader reports it."""
+    kind = special_file(path)
+    if kind is None and not allow_dir and os.path.isdir(path):
+        kind = "a folder"
+    if kind is not None:
+        raise error(f"{path}: is {kind}, not a regular file")
+
+
+def _input_paths(inputs: Any) -> list[Path]:
+    """``read_burst``'s inputs as paths; TypeError saying what is expected for anything else
+    (a number, an array, bytes, a mapping)."""
+    expected = "a path (str or os.PathLike) or a list of paths"
+    if isinstance(inputs, (str, os.PathLike)):
+        return [Path(inputs)]
+    if isinstance(inputs, (bytes, Mapping, np.ndarray, Tensor)) or not isinstance(inputs,
+                                                                                   Iterable):
+        raise TypeError(f"read_burst: inputs must be {expected}, got {type(inputs).__name__}")
+    paths = list(inputs)
+    for p in paths:
+        if not isinstance(p, (str, os.PathLike)):
+            raise TypeError(f"read_burst: inputs must be {expected}, got a list holding "
+                            f"{type(p).__name__}")
+    return [Path(p) for p in paths]
 
 
 def _raw_paths(paths: list[Path]) -> list[Path]:
@@ -365,10 +411,12 @@ def _resolve_ref(ref: int | str | None, raw: Tensor, cfa: str) -> int:
 def read_npz(path: PathLike) -> RawBurst:
     """Read and validate a version-1 ``.npz`` burst (never unpickles anything).
 
-    A missing or unreadable file raises ``OSError``; any malformed content raises
-    ``BurstFormatError("<path>: <problem>")``.
+    A missing or unreadable file raises ``OSError``; any malformed content, and a path that is
+    not a regular file (a folder, a FIFO, a device), raises ``BurstFormatError("<path>:
+    <problem>")``.
     """
     path = Path(path)
+    require_regular_file(path)
     with open(path, "rb") as f:
         arrays = _load_npz_arrays(f, path)
     try:
@@ -594,6 +642,18 @@ def _captured_fd2() -> Iterator[list[str]]:
             text.append(sink.read().decode("utf-8", "replace"))
 
 
+def _import_rawpy() -> Any:
+    """rawpy (LibRaw), an optional dependency imported where raw files are read; a one-line
+    ConfigError when it is missing."""
+    try:
+        import rawpy
+    except ImportError:
+        from burstjdd.errors import ConfigError
+
+        raise ConfigError("reading raw camera files needs rawpy: pip install rawpy") from None
+    return rawpy
+
+
 def _libraw_text(exc: BaseException) -> str:
     """rawpy's error text (its messages are bytes, e.g. b'Input/output error')."""
     arg = exc.args[0] if exc.args else ""
@@ -623,13 +683,14 @@ def read_raw_frame(path: PathLike) -> RawFrame:
     Raises ``BurstFormatError("<path>: <problem>")`` for a file that is not a readable Bayer
     raw (corrupt, truncated, a JPEG, ...); :class:`InputNotFoundError` for a missing path.
     """
-    import rawpy
+    rawpy = _import_rawpy()
 
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file or directory")
     if path.is_dir():
         raise BurstFormatError(f"{path}: is a folder, not a raw file")
+    require_regular_file(path)
     failure = None
     with _captured_fd2() as printed:
         try:
@@ -661,7 +722,7 @@ def read_raw_frame(path: PathLike) -> RawFrame:
 
 def _rawpy_fields(r: Any, path: Path) -> dict[str, Any]:
     """What is read through an open ``rawpy.RawPy``: RawFrame fields but path/noise/camera."""
-    import rawpy
+    rawpy = _import_rawpy()
 
     if r.raw_type != rawpy.RawType.Flat:
         raise BurstFormatError(

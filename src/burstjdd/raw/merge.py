@@ -1,17 +1,35 @@
-"""Pairwise Wiener merge of aligned raw frames (HDR+, Hasinoff et al. SIGGRAPH Asia 2016, Sec. 5).
+"""HDR+-style tile alignment, pairwise Wiener merge and frequency-domain spatial denoising of raw
+bursts (Hasinoff et al., "Burst photography for high dynamic range and low-light imaging on mobile
+cameras", SIGGRAPH Asia 2016, Sec. 4 and 5).
 
-Used by the residual ``compact`` model as the image its decoder corrects (frames already
-coarsely aligned by the block matching) and, through :func:`raised_cosine`, by the HDR+-style
-baseline, which adds its own tile alignment.
+One implementation serves two users: the ``hdrplus`` / ``hdrplus_dmn`` baselines
+(:mod:`burstjdd.eval.baselines`: whole frames, the default pyramid) and the residual base of the
+``compact`` model (:func:`burstjdd.models.jddb.residual_base`: patches that the coarse alignment
+already brought within a few pixels, a shallower pyramid, :data:`PATCH_ALIGN`).
+Mosaics are RGGB (..., H, W) with even H, W; packed planes (..., 4, H/2, W/2).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from burstjdd.errors import ConfigError
+from burstjdd.raw.cfa import pack, unpack
+
+__all__ = [
+    "PATCH_ALIGN",
+    "HdrPlusParams",
+    "Merged",
+    "align_tiles",
+    "hdrplus_merge",
+    "raised_cosine",
+    "spatial_denoise",
+]
 
 # Keeps 0 / 0 (identical tiles of a noise-free burst) at 0: such tiles are fully merged.
 TINY = 1e-20
@@ -25,42 +43,337 @@ def raised_cosine(tile: int, like: Tensor) -> Tensor:
     return w[:, None] * w[None, :]
 
 
-def wiener_merge(frames: Tensor, noise: Tensor, ref: int, tile: int = 16,
-                 c: float = 16.0) -> Tensor:
-    """Merge aligned packed frames (B, N, C, h, w) onto frame ``ref`` → (B, C, h, w).
+@dataclass(frozen=True)
+class HdrPlusParams:
+    """Settings of :func:`hdrplus_merge`.
 
-    noise (B, N, C, h, w): per-pixel noise standard deviation (the noise map); only the
-    reference's is used. Each plane is cut into half-overlapping ``tile``-pixel tiles with a
-    raised-cosine window and merged per orthonormal-DFT frequency with the pairwise Wiener
-    weights of HDR+ Sec. 5:
-        A_z = |D_z|² / (|D_z|² + c σ²),  D_z = T_ref − T_z,
-        merged = 1/N Σ_z (T_z + A_z D_z),
-    σ² = the tile's mean noise variance times the window's mean square, so that a frame that
-    differs from the reference by more than the noise (residual misalignment, occlusion) is
-    rejected frequency by frequency. Identical frames, and N = 1, return the reference
-    (up to rounding). Borders replicate. Differentiable; dtype and device follow ``frames``.
+    factors: downsampling of each pyramid level relative to the one before; level 0 is the
+        gray image (2x2 means of the Bayer mosaic, half resolution), factor 1.
+    tiles: alignment tile size per level (half-overlapping tiles); tiles[0] is also the merge
+        tile. radius: search radius per level, in that level's pixels. Levels smaller than
+        their tile are skipped. The reach is sum(radius_l * scale_l) gray pixels, ±92 gray =
+        ±184 raw pixels with the defaults (scales 1, 2, 4, 16).
+    temporal_c: c of the pairwise Wiener merge of Sec. 5 (larger: more averaging, more
+        ghosting risk).
     """
-    b, n, ch, h, w = frames.shape
+
+    factors: tuple[int, ...] = (1, 2, 2, 4)
+    tiles: tuple[int, ...] = (16, 8, 8, 8)
+    radius: tuple[int, ...] = (4, 4, 4, 4)
+    temporal_c: float = 16.0
+
+    def __post_init__(self) -> None:
+        if not len(self.factors) == len(self.tiles) == len(self.radius) >= 1:
+            raise ConfigError("HdrPlusParams: factors, tiles and radius need the same length >= 1")
+        if self.factors[0] != 1 or any(f < 1 for f in self.factors):
+            raise ConfigError(
+                f"HdrPlusParams: factors must start at 1 and be >= 1, got {self.factors}"
+            )
+        if any(t < 2 or t % 2 for t in self.tiles) or any(r < 0 for r in self.radius):
+            raise ConfigError("HdrPlusParams: tiles must be even and >= 2, radius >= 0")
+        if not self.temporal_c > 0:
+            raise ConfigError(f"HdrPlusParams: temporal_c must be > 0, got {self.temporal_c}")
+
+
+def _tile_origins(size: int, tile: int, device: torch.device) -> Tensor:
+    """Top-left coordinates (K,) of half-overlapping tiles covering [0, size): (k - 1) * tile/2.
+
+    Every pixel lies in exactly two tiles per axis, and the tile centres are k * tile/2.
+    """
     step = tile // 2
-    # pad so that every pixel lies in two tiles per axis and the tiles fit exactly
-    ph, pw = step + (-h % step), step + (-w % step)
-    x = F.pad(frames.reshape(b * n, ch, h, w), (step, pw, step, ph), mode="replicate")
-    hp, wp = x.shape[-2:]
-    window = raised_cosine(tile, frames)
+    return (torch.arange(math.ceil(size / step) + 1, device=device) - 1) * step
 
-    def tiles(img: Tensor) -> Tensor:  # (M, ch, hp, wp) -> (M, ch, L, tile, tile)
-        cols = F.unfold(img.reshape(-1, 1, hp, wp), tile, stride=step)  # (M·ch, T², L)
-        return cols.transpose(1, 2).reshape(img.shape[0], ch, -1, tile, tile)
 
-    t = tiles(x).view(b, n, ch, -1, tile, tile)
-    var = F.pad(noise[:, ref].square(), (step, pw, step, ph), mode="replicate")
-    sigma2 = tiles(var).mean((-2, -1), keepdim=True) * window.square().mean()  # (B, ch, L, 1, 1)
-    spectra = torch.fft.fft2(t * window, norm="ortho")  # (B, N, ch, L, T, T)
-    s0 = spectra[:, ref]
-    diff = s0[:, None] - spectra
-    power = diff.real.square() + diff.imag.square()
-    keep = 1.0 - power / (power + c * sigma2[:, None] + TINY)  # 1 - A_z; 1 for z = ref
-    merged = torch.fft.ifft2((s0[:, None] - keep * diff).mean(1), norm="ortho").real
-    cols = merged.reshape(b * ch, -1, tile * tile).transpose(1, 2)  # (B·ch, T², L)
-    out = F.fold(cols, (hp, wp), tile, stride=step)  # windows sum to 1 inside the padding
-    return out.view(b, ch, hp, wp)[..., step : step + h, step : step + w]
+def _span(origins: Tensor, size: int) -> Tensor:
+    """(K,) origins -> (K, size) coordinates origin + 0 .. size - 1."""
+    return origins[:, None] + torch.arange(size, device=origins.device)
+
+
+def _gather(img: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Tiles img[c, rows[i, j, u], cols[i, j, v]] -> (C, Ky, Kx, S, S), coordinates clamped to
+    the image (edge replicate). img (C, h, w); rows, cols (Ky, Kx, S) long."""
+    h, w = img.shape[-2:]
+    index = rows.clamp(0, h - 1)[..., :, None] * w + cols.clamp(0, w - 1)[..., None, :]
+    return img.flatten(-2)[:, index]
+
+
+def _costs(
+    ref: Tensor, alt: Tensor, oy: Tensor, ox: Tensor, guess: Tensor, tile: int, radius: int, p: int
+) -> Tensor:
+    """Tile matching costs for displacements guess + (dy, dx), |dy|, |dx| <= radius.
+
+    ref, alt (h, w); tiles (tile x tile) at origins oy (Ky,), ox (Kx,); guess (Ky, Kx, 2) long.
+    Returns (Ky, Kx, n, n), n = 2 radius + 1: the mean of |ref - alt(. + displacement)|^p
+    (p = 1: L1, p = 2: L2) over the tile pixels inside both images, +inf where that is fewer
+    than half of the tile's pixels inside ``ref`` (so a tile may slide partly out of the other
+    frame, which large shifts at coarse levels need, but is not matched on replicated edges).
+    """
+    h, w = ref.shape[-2:]
+    n = 2 * radius + 1
+    ky, kx = len(oy), len(ox)
+    ry, rx = _span(oy, tile), _span(ox, tile)  # (Ky, T), (Kx, T)
+    ref_tiles = _gather(ref[None], ry[:, None].expand(ky, kx, tile), rx.expand(ky, kx, tile))[0]
+    ay = _span(oy - radius, tile + n - 1)[:, None] + guess[..., 0, None]  # (Ky, Kx, T + n - 1)
+    ax = _span(ox - radius, tile + n - 1)[None] + guess[..., 1, None]
+    alt_tiles = _gather(alt[None], ay, ax)[0]  # (Ky, Kx, T + n - 1, T + n - 1)
+    ref_rows, ref_cols = (ry >= 0) & (ry < h), (rx >= 0) & (rx < w)  # (Ky, T), (Kx, T)
+    alt_rows, alt_cols = (ay >= 0) & (ay < h), (ax >= 0) & (ax < w)
+    col_mask = (ref_cols[None, :, None] & alt_cols.unfold(-1, tile, 1)).to(ref)  # (Ky, Kx, n, T)
+    costs, counts = [], []
+    for dy in range(n):  # vectorised over tiles and horizontal offsets
+        row_mask = (ref_rows[:, None] & alt_rows[:, :, dy : dy + tile]).to(ref)  # (Ky, Kx, T)
+        band = alt_tiles[:, :, dy : dy + tile].unfold(-1, tile, 1)  # (Ky, Kx, T, n, T)
+        diff = (band - ref_tiles[:, :, :, None, :]).abs()
+        diff = diff if p == 1 else diff.square()
+        count = row_mask.sum(-1, keepdim=True) * col_mask.sum(-1)  # (Ky, Kx, n)
+        per_col = (row_mask[:, :, None] @ diff.flatten(-2)).view(ky, kx, n, tile)  # sum over u
+        total = (per_col * col_mask).sum(-1)  # (Ky, Kx, n)
+        costs.append(total / count.clamp_min(1.0))
+        counts.append(count)
+    cost, count = torch.stack(costs, 2), torch.stack(counts, 2)  # (Ky, Kx, n, n)
+    inside = ref_rows.sum(-1)[:, None] * ref_cols.sum(-1)[None, :]  # (Ky, Kx)
+    return cost.masked_fill(2 * count < inside[..., None, None], math.inf)
+
+
+def _pyramid(gray: Tensor, params: HdrPlusParams) -> list[Tensor]:
+    """Box-filtered pyramid of a gray image (h, w), finest first, stopping before a level
+    that is smaller than its tile."""
+    levels = [gray]
+    for factor, tile in zip(params.factors[1:], params.tiles[1:]):
+        if min(levels[-1].shape[-2:]) // factor < tile:
+            break
+        levels.append(F.avg_pool2d(levels[-1][None], factor)[0])
+    return levels
+
+
+def _search(
+    ref: Tensor, alt: Tensor, oy: Tensor, ox: Tensor, guess: Tensor, tile: int, radius: int, p: int
+) -> Tensor:
+    """Block matching at one level: per tile, the displacement guess + d, |d| <= radius per
+    axis, of least :func:`_costs`; ties go to the smallest |d|, and a tile with no valid
+    displacement keeps its guess. guess (Ky, Kx, 2) long -> (Ky, Kx, 2) long."""
+    n = 2 * radius + 1
+    d = torch.arange(n, device=ref.device) - radius
+    offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).flatten(0, 1)  # (n * n, 2)
+    order = offsets.square().sum(-1).argsort(stable=True)  # smallest |d| first (argmin: first)
+    cost = _costs(ref, alt, oy, ox, guess, tile, radius, p).flatten(2)[..., order]
+    best = cost.argmin(-1)  # (Ky, Kx); all +inf -> index 0 = d = (0, 0)
+    return guess + offsets[order][best]
+
+
+def _upsampled_candidates(
+    coarse: Tensor, oy: Tensor, ox: Tensor, tile: int, coarse_tile: int, factor: int
+) -> Tensor:
+    """Initial guesses of each tile from the coarser level: (M, Ky, Kx, 2) long, the scaled
+    displacements of the nearest coarse tile and of its 8 neighbours (HDR+ uses the nearest
+    three); the extra candidates let a tile escape an error of its own coarse tile.
+
+    coarse (Jy, Jx, 2) coarser displacements; tile centres are k * tile/2 here and
+    j * coarse_tile/2 there, in the coarser level's pixels times ``factor``.
+    """
+    scale = factor * (coarse_tile // 2)
+    jy = torch.round((oy + tile // 2) / scale).long()
+    jx = torch.round((ox + tile // 2) / scale).long()
+    out = []
+    for sy in (0, -1, 1):
+        for sx in (0, -1, 1):
+            iy = (jy + sy).clamp(0, coarse.shape[0] - 1)
+            ix = (jx + sx).clamp(0, coarse.shape[1] - 1)
+            out.append(coarse[iy[:, None], ix[None, :]] * factor)
+    return torch.stack(out)
+
+
+def _best_candidate(
+    ref: Tensor, alt: Tensor, oy: Tensor, ox: Tensor, candidates: Tensor, tile: int, p: int
+) -> Tensor:
+    """The candidate displacement (M, Ky, Kx, 2) of least :func:`_costs` -> (Ky, Kx, 2);
+    ties (and all invalid) go to the first, the nearest coarse tile's."""
+    costs = torch.stack([_costs(ref, alt, oy, ox, c, tile, 0, p)[..., 0, 0] for c in candidates])
+    best = costs.argmin(0)  # (Ky, Kx)
+    return candidates.gather(0, best[None, :, :, None].expand(1, *best.shape, 2))[0]
+
+
+def align_tiles(ref: Tensor, alt: Tensor, params: HdrPlusParams = HdrPlusParams()) -> Tensor:
+    """Coarse-to-fine tile alignment of ``alt`` to ``ref`` (HDR+ Sec. 4).
+
+    ref, alt (h, w) gray images (2x2 means of the Bayer mosaics). On a pyramid (see
+    :class:`HdrPlusParams`), each level takes the best of the upsampled displacements of the
+    nine nearest coarser tiles and searches ±radius around it, with an L2 cost on the coarse
+    levels and L1 on the finest (:func:`_costs`). Returns (Ky, Kx, 2) long displacements
+    (dy, dx) in gray pixels of the finest tiles (origins ``_tile_origins(h, tiles[0])``):
+    ref[y, x] ~ alt[y + dy, x + dx] within a tile.
+    """
+    ref_pyr, alt_pyr = _pyramid(ref, params), _pyramid(alt, params)
+    disp: Tensor | None = None
+    for level in reversed(range(len(ref_pyr))):
+        tile, (h, w) = params.tiles[level], ref_pyr[level].shape[-2:]
+        oy = _tile_origins(h, tile, ref.device)
+        ox = _tile_origins(w, tile, ref.device)
+        p = 1 if level == 0 else 2
+        if disp is None:
+            guess = torch.zeros(len(oy), len(ox), 2, dtype=torch.long, device=ref.device)
+        else:
+            candidates = _upsampled_candidates(
+                disp, oy, ox, tile, params.tiles[level + 1], params.factors[level + 1]
+            )
+            guess = _best_candidate(ref_pyr[level], alt_pyr[level], oy, ox, candidates, tile, p)
+        disp = _search(ref_pyr[level], alt_pyr[level], oy, ox, guess, tile, params.radius[level], p)
+    assert disp is not None
+    return disp
+
+
+@dataclass(frozen=True, eq=False)
+class Merged:
+    """Output of :func:`hdrplus_merge`: the merged RGGB mosaic (H, W) and, per pixel (H, W),
+    the fraction of the single-frame noise variance that the merge leaves (1 = nothing
+    merged, 1/N = N frames averaged)."""
+
+    raw: Tensor
+    variance_ratio: Tensor
+
+
+def hdrplus_merge(
+    raw: Tensor, var: Tensor, ref: int, params: HdrPlusParams = HdrPlusParams()
+) -> Merged:
+    """Align and merge a burst of RGGB mosaics (N, H, W) onto frame ``ref`` (HDR+ Sec. 5).
+
+    Each frame is aligned to ``ref`` with :func:`align_tiles` on the gray images. Each of
+    the four Bayer planes is cut into half-overlapping tiles (tiles[0] pixels, raised-cosine
+    window) and merged per DFT frequency w (orthonormal DFT) with the pairwise Wiener
+    weights of Sec. 5:
+        A_z = |D_z|^2 / (|D_z|^2 + c s^2),  D_z = T_0 - T_z,
+        merged = 1/N sum_z (T_z + A_z D_z),
+    with s^2 the noise variance of a DFT coefficient (the mean over the tile of ``var`` (H, W),
+    the reference's per-pixel noise variance, e.g. shot * x + read^2, times the window's mean
+    square), so that frames differing from the reference by more than
+    the noise (misalignment, occlusion, content outside the frame) are rejected frequency by
+    frequency. Treating A_z as constants, the merged coefficient keeps a fraction
+    ((1 + sum_z A_z)^2 + sum_z (1 - A_z)^2) / N^2 of the noise variance; its mean over a
+    tile's frequencies, overlap-added like the tiles, is ``variance_ratio``. HDR+'s own
+    spatial filter is left out: the caller denoises the merge with that variance.
+    Returns :class:`Merged` in raw's dtype/device; with N = 1 the mosaic comes back unchanged
+    (up to rounding).
+    """
+    n_frames = raw.shape[0]
+    planes = pack(raw)  # (N, 4, h, w)
+    gray = planes.mean(1)  # (N, h, w)
+    h, w = gray.shape[-2:]
+    tile = params.tiles[0]
+    step = tile // 2
+    oy = _tile_origins(h, tile, raw.device)
+    ox = _tile_origins(w, tile, raw.device)
+    window = raised_cosine(tile, raw)
+    zero = torch.zeros(len(oy), len(ox), 2, dtype=torch.long, device=raw.device)
+
+    # Out-of-image tile pixels replicate the edge, in the reference and (displaced) in frame t.
+    rows, cols = _span(oy, tile).clamp(0, h - 1), _span(ox, tile).clamp(0, w - 1)  # (K, T)
+
+    def tiles_of(frame: Tensor, disp: Tensor) -> Tensor:  # -> (4, Ky, Kx, T, T)
+        return _gather(frame, rows[:, None] + disp[..., :1], cols[None] + disp[..., 1:])
+
+    ref_tiles = tiles_of(planes[ref], zero)
+    var_tiles = tiles_of(pack(var.to(raw)[None])[0], zero)  # (4, Ky, Kx, T, T)
+    # (4, Ky, Kx, 1, 1): noise variance per DFT coefficient
+    sigma2 = var_tiles.mean((-2, -1), keepdim=True).clamp_min(0.0) * window.square().mean()
+    spectrum0 = torch.fft.fft2(ref_tiles * window, norm="ortho")
+    total = spectrum0.clone()
+    sum_a = torch.zeros_like(ref_tiles)
+    sum_keep2 = torch.zeros_like(ref_tiles)
+    for t in range(n_frames):
+        if t == ref:
+            continue
+        disp = align_tiles(gray[ref], gray[t], params)  # (Ky, Kx, 2)
+        spectrum = torch.fft.fft2(tiles_of(planes[t], disp) * window, norm="ortho")
+        diff = spectrum0 - spectrum
+        power = diff.abs().square()
+        a = power / (power + params.temporal_c * sigma2 + TINY)
+        total = total + spectrum0 - (1.0 - a) * diff  # T_z + A_z D_z = T_0 - (1 - A_z) D_z
+        sum_a = sum_a + a
+        sum_keep2 = sum_keep2 + (1.0 - a).square()
+    merged = torch.fft.ifft2(total / n_frames, norm="ortho").real  # (4, Ky, Kx, T, T)
+    ratio = ((1.0 + sum_a).square() + sum_keep2).mean((-2, -1), keepdim=True) / n_frames**2
+
+    def overlap_add(x: Tensor) -> Tensor:  # (4, Ky, Kx, T, T) windowed tiles -> (H, W)
+        ky, kx = x.shape[1:3]
+        columns = x.permute(0, 3, 4, 1, 2).reshape(4, tile * tile, ky * kx)
+        canvas = F.fold(columns, ((ky + 1) * step, (kx + 1) * step), tile, stride=step)
+        return unpack(canvas[:, 0, step : step + h, step : step + w])  # fold: (4, 1, ., .)
+
+    return Merged(overlap_add(merged), overlap_add(ratio * window))
+
+
+# Patches after the coarse alignment are off by at most a few LR cells (8 full-res px each) plus
+# local motion: three levels reach +-28 gray px (+-56 raw px) and still fit 32 px patches.
+PATCH_ALIGN = HdrPlusParams(factors=(1, 2, 2), tiles=(16, 8, 8), radius=(4, 4, 4))
+
+
+def _tile_stack(x: Tensor, tile: int, stride: int) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """Overlapping tiles of images (M, h, w), reflect-padded so that every pixel lies in
+    (tile / stride)^2 tiles: -> (M, L, tile, tile) and the padded size and padding."""
+    pad = tile - stride
+    h, w = x.shape[-2:]
+    pb, pr = pad + (-(h + pad) % stride), pad + (-(w + pad) % stride)
+    mode = "reflect" if min(h, w) > max(pad, pb, pr) else "replicate"
+    xp = F.pad(x[:, None], (pad, pr, pad, pb), mode=mode)
+    cols = F.unfold(xp, tile, stride=stride)  # (M, T^2, L)
+    return cols.transpose(1, 2).reshape(x.shape[0], -1, tile, tile), (*xp.shape[-2:], pad, pad)
+
+
+def _untile(tiles: Tensor, window: Tensor, size: tuple[int, int], layout: tuple[int, ...],
+            stride: int) -> Tensor:
+    """Weighted overlap-add of windowed tiles (M, L, T, T) back to images (M, h, w): each
+    pixel is the window^2-weighted mean of its tiles (tiles were windowed before and after)."""
+    hp, wp, top, left = layout
+    tile = window.shape[-1]
+    m, n_tiles = tiles.shape[:2]
+    cols = tiles.reshape(m, n_tiles, tile * tile).transpose(1, 2)
+    out = F.fold(cols, (hp, wp), tile, stride=stride)
+    weight = F.fold(window.square().reshape(1, -1, 1).expand(1, -1, n_tiles), (hp, wp), tile,
+                    stride=stride)
+    return (out / weight)[:, 0, top : top + size[0], left : left + size[1]]
+
+
+def spatial_denoise(planes: Tensor, var: Tensor, tile: int = 8, stride: int = 2,
+                    strength: float = 1.0) -> Tensor:
+    """Frequency-domain Wiener denoising of images (..., h, w) with per-pixel noise variance
+    ``var`` (same shape): HDR+'s spatial denoising step (Sec. 5, a pointwise shrinkage of each
+    tile's DFT), run twice as in the empirical Wiener stage of BM3D (Dabov et al. 2007).
+
+    Overlapping raised-cosine tiles (``tile`` px, every ``stride`` px). Pass 1 shrinks each
+    coefficient X by |X|^2 / (|X|^2 + k s^2); pass 2 shrinks the noisy X again, by
+    |E|^2 / (|E|^2 + k s^2) with E the pass-1 estimate's coefficient (a cleaner guess of the
+    signal power). s^2 is the tile's mean variance times the window's mean square, k =
+    ``strength``; the DC term is kept. Tiles are windowed before and after and blended by
+    the window^2-weighted mean. Measured on 6 held-out stills (set14, 64 px shifts, ``high``)
+    after the HDR+ merge and demosaicnet: 27.68 dB (one pass 27.58; non-local means 27.84).
+    Differentiable; dtype/device follow ``planes``.
+    """
+    shape = planes.shape
+    h, w = shape[-2:]
+    x = torch.stack([planes.reshape(-1, h, w), var.expand(shape).reshape(-1, h, w)])
+    m = x.shape[1]
+    window = raised_cosine(tile, planes)
+    tiles, layout = _tile_stack(x.reshape(2 * m, h, w), tile, stride)
+    noisy, noise = tiles[:m], tiles[m:]
+    sigma2 = noise.mean((-2, -1), keepdim=True).clamp_min(0.0) * window.square().mean()
+    spectrum = torch.fft.fft2(noisy * window, norm="ortho")
+
+    def shrink(guess: Tensor) -> Tensor:  # windowed, filtered tiles (M, L, T, T)
+        power = guess.real.square() + guess.imag.square()
+        gain = power / (power + strength * sigma2 + TINY)
+        gain[..., 0, 0] = 1.0
+        return torch.fft.ifft2(spectrum * gain, norm="ortho").real * window
+
+    first = _untile(shrink(spectrum), window, (h, w), layout, stride)
+    estimate = torch.fft.fft2(_tile_stack(first, tile, stride)[0] * window, norm="ortho")
+    return _untile(shrink(estimate), window, (h, w), layout, stride).reshape(shape)
+
+
+def merge_and_denoise(raw: Tensor, var: Tensor, ref: int,
+                      params: HdrPlusParams = PATCH_ALIGN) -> Tensor:
+    """HDR+ alignment and merge of RGGB mosaics (N, H, W) onto frame ``ref`` followed by
+    :func:`spatial_denoise` at the noise variance the merge leaves (``var`` (H, W): the
+    reference's per-pixel noise variance). -> (H, W) RGGB mosaic, dtype/device of raw."""
+    merged = hdrplus_merge(raw, var, ref, params)
+    left = pack((var.to(raw) * merged.variance_ratio)[None])[0]
+    return unpack(spatial_denoise(pack(merged.raw[None])[0], left)[None])[0]

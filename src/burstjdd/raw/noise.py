@@ -82,7 +82,9 @@ PRESETS: dict[str, NoiseLevel] = {
 
 
 def parse_noise(spec: str) -> NoiseLevel:
-    """Parse a noise specification: ``"low"``, ``"high"`` or ``"SHOT,READ"`` (e.g. ``"1e-3,5e-3"``).
+    """Parse a noise specification: ``"low"``, ``"high"`` or ``"SHOT:READ"`` (e.g.
+    ``"1e-3:5e-3"``; ``"SHOT,READ"`` is read the same, the colon also works inside the
+    comma-separated lists of ``burstjdd evaluate --noise``).
 
     Bad specifications raise ``BurstFormatError`` with a one-line message.
     """
@@ -90,16 +92,17 @@ def parse_noise(spec: str) -> NoiseLevel:
     preset = PRESETS.get(text.lower())
     if preset is not None:
         return preset
-    parts = text.split(",")
+    parts = text.replace(":", ",").split(",")
     if len(parts) != 2:
         raise BurstFormatError(
-            f"bad noise level {text!r}: expected 'low', 'high' or 'SHOT,READ' (two numbers)"
+            f"bad noise level {text[:40]!r}: expected low, high or SHOT:READ (two numbers, "
+            "e.g. 2.5e-3:1e-2)"
         )
     try:
         shot, read = (float(p) for p in parts)
     except ValueError:
         raise BurstFormatError(
-            f"bad noise level {text!r}: SHOT and READ in 'SHOT,READ' must be numbers"
+            f"bad noise level {text[:40]!r}: SHOT and READ in SHOT:READ must be numbers"
         ) from None
     return NoiseLevel(shot, read)
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,13 +43,57 @@ SAMPLE_KEYS = (
     "wb", "cam2rgb", "rgb2cam", "rgb_gain", "red_gain", "blue_gain",
 )
 LR_GRID = 8  # full-resolution pixels per LR (DSNet) pixel: the reference crop is snapped to it
+# simulate_burst's longest burst: 64 frames of 1080p with ground truth and flow take ~3 GB (the
+# paper's bursts have 5); a count beyond it is a typo, refused before any work.
+MAX_FRAMES = 64
 
 
-ClipLike = Tensor | str | os.PathLike | Frame | Sequence[Frame | str | os.PathLike | Tensor]
+ClipLike = (Tensor | np.ndarray | str | os.PathLike | Frame
+            | Sequence[Frame | str | os.PathLike | Tensor | np.ndarray])
+
+
+_SOURCE_TYPES = ("an sRGB image (NumPy (H, W, 3) array, uint8 or float in [0, 1]; tensor "
+                 "(3, H, W); image path; Frame) or a clip (a sequence of those, an (N, H, W, 3) "
+                 "array or an (N, 3, H, W) tensor)")
+
+
+def _srgb_from_array(array: np.ndarray) -> Tensor:
+    """A NumPy sRGB image (H, W, 3) or clip (N, H, W, 3), channels last as image readers give
+    them (a 4th alpha channel is dropped), as float32 (3, H, W) / (N, 3, H, W) in [0, 1]: uint8
+    and uint16 are scaled by their largest value, floats must already lie in [0, 1]."""
+    if array.ndim not in (3, 4) or array.shape[-1] not in (3, 4):
+        raise ConfigError(f"expected a NumPy sRGB image (H, W, 3) or clip (N, H, W, 3), channels "
+                          f"last; got an array of shape {array.shape}")
+    rgb = array[..., :3]
+    if rgb.dtype in (np.uint8, np.uint16):
+        rgb = rgb / float(np.iinfo(rgb.dtype).max)
+    elif not np.issubdtype(rgb.dtype, np.floating):
+        raise ConfigError(f"NumPy image of dtype {rgb.dtype}: expected uint8, uint16 or float "
+                          "values in [0, 1]")
+    elif rgb.size and not (np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1):
+        raise ConfigError(f"a float image must hold sRGB values in [0, 1], got {rgb.min():.4g} "
+                          f"to {rgb.max():.4g} (8-bit values as floats? divide by 255)")
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).movedim(-1, -3)
+
+
+def _as_frame(item: object) -> Frame | Tensor:
+    """One frame of a clip: an image path becomes an ImageFile, a NumPy (H, W, 3) image a
+    (3, H, W) tensor; tensors and Frames stay as they are. TypeError for anything else."""
+    if isinstance(item, (str, os.PathLike)):
+        return ImageFile(item)
+    if isinstance(item, np.ndarray):
+        return _srgb_from_array(item)
+    if isinstance(item, (Tensor, Frame)):
+        return item
+    raise TypeError(f"simulate_burst: a clip's frames must be images (NumPy (H, W, 3) arrays, "
+                    f"(3, H, W) tensors, paths or Frames), got {type(item).__name__}")
 
 
 def _as_frames(source: ClipLike) -> list[Frame | Tensor]:
-    """Normalise a still/clip argument into a list of frames (Frame callables or (3, H, W))."""
+    """Normalise a still/clip argument into a list of frames (Frame callables or (3, H, W)).
+    TypeError saying what is expected for an argument of another type."""
+    if isinstance(source, np.ndarray):
+        source = _srgb_from_array(source)
     if isinstance(source, Tensor):
         if source.dim() == 3:
             return [source]
@@ -61,7 +106,10 @@ def _as_frames(source: ClipLike) -> list[Frame | Tensor]:
         return [ImageFile(source)]
     if isinstance(source, Frame):
         return [source]
-    frames = [ImageFile(f) if isinstance(f, (str, os.PathLike)) else f for f in source]
+    if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
+        raise TypeError(f"simulate_burst: source must be {_SOURCE_TYPES}; got "
+                        f"{type(source).__name__}")
+    frames = [_as_frame(f) for f in source]
     if not frames:
         raise DataError("empty clip (no frames)")
     return frames
@@ -140,8 +188,9 @@ def simulate_burst(
 ) -> RawBurst:
     """Simulate one noisy raw burst with its ground truth.
 
-    source: a still (sRGB (3, H, W) tensor in [0, 1], image path or Frame) or a clip ((M, 3, H, W)
-    tensor or a sequence of frames/paths, M >= n_frames; its centred n_frames window is used).
+    source: a still (NumPy sRGB image (H, W, 3), uint8 or float in [0, 1]; sRGB (3, H, W)
+    tensor in [0, 1]; image path; Frame) or a clip ((N, H, W, 3) array, (M, 3, H, W) tensor or a
+    sequence of those frames, M >= n_frames; its centred n_frames window is used).
     Still: synthetic motion (``sample_motion(max_shift, n_objects)``), flow/valid = the true motion.
     Clip: the clip's own motion, plus the synthetic motion when ``clip_motion``; flow/valid None.
     crop: (H, W) even output size, or None for the largest even size the motion allows
@@ -153,8 +202,13 @@ def simulate_burst(
     cfa = check_pattern(cfa)
     level = _noise_level(noise)
     isp = test_isp_params() if isp is None else isp
-    if n_frames < 1:
-        raise ConfigError(f"n_frames must be >= 1 (got {n_frames})")
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or not \
+            1 <= n_frames <= MAX_FRAMES:
+        raise ConfigError(f"n_frames must be an integer in 1..{MAX_FRAMES}, got {n_frames!r}")
+    if not (isinstance(max_shift, (int, float)) and 0 <= max_shift < math.inf):
+        raise ConfigError(f"max_shift must be a number of pixels >= 0, got {max_shift!r}")
+    if isinstance(n_objects, bool) or not isinstance(n_objects, int) or n_objects < 0:
+        raise ConfigError(f"n_objects must be an integer >= 0, got {n_objects!r}")
     if crop is not None and (crop[0] % 2 or crop[1] % 2 or min(crop) < 2):
         raise ConfigError(f"crop {crop[0]}x{crop[1]} must be even and positive")
     frames = _as_frames(source)
@@ -223,6 +277,8 @@ class SampleConfig:
     top of clips. objects: (min, max) moving objects per sample, inclusive. max_interval: clips
     use every k-th frame, k uniform in 1..max_interval (bounded by the clip length); reverse:
     random playback direction. augment: random dihedral transform (before mosaicking).
+    noise: a fixed (shot, read) level instead of the random one of ``sample_noise_level``
+    (validation at ``low`` and ``high``).
     """
 
     n_frames: int = 5
@@ -234,6 +290,7 @@ class SampleConfig:
     max_interval: int = 3
     reverse: bool = True
     augment: bool = True
+    noise: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.n_frames < 1 or self.gt_size < LR_GRID or self.gt_size % LR_GRID:
@@ -351,7 +408,7 @@ def make_training_sample(
     clean = render_motion(scene, params, (size, size), origin=(-y0, -x0))
     if config.augment:
         clean = _dihedral(clean, _randint(generator, 0, 7))
-    level = sample_noise_level(generator)
+    level = sample_noise_level(generator) if config.noise is None else NoiseLevel(*config.noise)
     mosaics = mosaic(clean, "RGGB")
     noisy = add_noise(mosaics, level.shot, level.read, generator)
     ctx, g = config.context, config.gt_size

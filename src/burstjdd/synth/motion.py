@@ -96,8 +96,11 @@ class MotionParams:
             raise ConfigError("translation, rotation and zoom must have one entry per frame")
         if not 0 <= self.ref < n:
             raise ConfigError(f"reference index {self.ref} outside 0..{n - 1}")
-        if any(abs(z - 1.0) > MAX_ZOOM_DEVIATION for z in self.zoom):
-            raise ConfigError(f"zoom must stay within 1 +- {MAX_ZOOM_DEVIATION} (got {self.zoom})")
+        bad = next((t for t, z in enumerate(self.zoom) if not abs(z - 1.0) <= MAX_ZOOM_DEVIATION),
+                   None)
+        if bad is not None:
+            raise ConfigError(f"zoom must stay within 1 +- {MAX_ZOOM_DEVIATION} (frame {bad} has "
+                              f"{self.zoom[bad]:.4g})")
 
     @property
     def n_frames(self) -> int:
@@ -138,7 +141,7 @@ def motion_margin(
     """
     steps = max(ref, n_frames - 1 - ref)
     theta = min(math.radians(max_rotation_deg) * steps, math.pi / 2)
-    z_min = math.exp(-max_zoom * steps)
+    z_min = max(math.exp(-max_zoom * steps), 1.0 - MAX_ZOOM_DEVIATION)  # the walk stays inside
     bound = (max_shift * (1 + math.sin(theta)) + steps * max_shift / 4) / z_min
     return math.ceil(bound) + BICUBIC_SUPPORT_PX + 1
 
@@ -173,9 +176,10 @@ def sample_motion(
     in [0.8, 1] of the budget, the others are uniform in [0, 1] of it, in random directions.
     The walk stays in the box |s_y|, |s_x| <= max_shift (hand-held jitter, bounded canvas).
     Rotation/zoom steps are uniform in +-max_rotation_deg / +-max_zoom (log), scaled down so
-    they move the crop corners by at most max_shift / 4. Objects: centres uniform in the crop,
-    radii uniform in ``object_radius`` x min(H, W), speed uniform in [0, object_speed] (default
-    max_shift / 4) relative to the background, in a random direction.
+    they move the crop corners by at most max_shift / 4; a zoom step that would leave
+    1 +- MAX_ZOOM_DEVIATION is reflected (only long bursts meet that bound). Objects: centres
+    uniform in the crop, radii uniform in ``object_radius`` x min(H, W), speed uniform in
+    [0, object_speed] (default max_shift / 4) relative to the background, in a random direction.
     """
     if n_frames < 1 or not 0 <= ref < n_frames:
         raise ConfigError(f"need n_frames >= 1 and 0 <= ref < n_frames (got {n_frames}, {ref})")
@@ -198,6 +202,8 @@ def sample_motion(
         u_rot, u_zoom, u_mag = draws[k]
         d_theta = math.radians(max_rotation_deg) * (2 * u_rot - 1)
         d_logz = max_zoom * (2 * u_zoom - 1)
+        if abs(zoom[prev] * math.exp(d_logz) - 1.0) > MAX_ZOOM_DEVIATION:
+            d_logz = -d_logz  # reflected: long bursts keep their zoom within the allowed range
         e = _corner_shift(zoom[prev], theta[prev], d_logz, d_theta, r_max)
         while e > bound / 4:  # scale the step down until the corners move <= max_shift / 4
             scale = 0.99 * bound / 4 / e

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from burstjdd.errors import DataError
+from burstjdd.raw.io import require_regular_file
 
 IMAGE_EXTENSIONS = frozenset(
     ".png .apng .jpg .jpeg .jpe .jfif .webp .bmp .dib .tif .tiff .ppm .pgm .pnm .pbm .gif .tga "
@@ -81,10 +82,12 @@ def _crop_array(array: np.ndarray, box: Box | None, label: str) -> np.ndarray:
 def load_image(path: str | os.PathLike, box: Box | None = None) -> Tensor:
     """Decode an image file (or its ``box``) to float32 sRGB (3, H, W) in [0, 1]; alpha dropped.
 
-    DataError if the file cannot be read, has no colour, or the box leaves the image.
+    DataError if the file cannot be read (a folder, a FIFO or a device included), has no
+    colour, or the box leaves the image.
     """
     from PIL import Image, UnidentifiedImageError
 
+    require_regular_file(path, DataError)
     try:
         with Image.open(path) as img:
             mode, size = img.mode, (img.height, img.width)
@@ -105,6 +108,7 @@ def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Pillow mode and (H, W) from the file header (no pixel decoding); DataError if unreadable."""
     from PIL import Image, UnidentifiedImageError
 
+    require_regular_file(path, DataError)
     try:
         with Image.open(path) as img:
             return img.mode, (img.height, img.width)
@@ -297,6 +301,7 @@ class _VideoDecoder:
 
     def __init__(self, path: Path, downscale: int, cache_frames: int):
         self.path, self.downscale, self.cache_frames = path, downscale, cache_frames
+        require_regular_file(path, DataError)
         av = _import_av()
         try:
             with av.open(str(path)) as container:

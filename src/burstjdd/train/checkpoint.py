@@ -39,13 +39,15 @@ FORMAT_VERSION = 1
 
 # the files of a run directory (only rank 0 writes them)
 CHECKPOINT_NAME = "checkpoint.pt"  # the latest checkpoint
+BEST_CHECKPOINT_NAME = "checkpoint_best.pt"  # the best on the validation set (what export takes)
 CONFIG_NAME = "config.yaml"  # the resolved TrainConfig
 SCALARS_NAME = "scalars.csv"  # one row per log step (and per validation)
 LOG_NAME = "train.log"  # human-readable log
 RUN_INFO_NAME = "run.json"  # sessions: hardware, steps, wall time (read by ``export``)
 
 __all__ = [
-    "CHECKPOINT_NAME", "CONFIG_NAME", "Checkpoint", "LOG_NAME", "RUN_INFO_NAME", "SCALARS_NAME",
+    "BEST_CHECKPOINT_NAME", "CHECKPOINT_NAME", "CONFIG_NAME", "Checkpoint", "LOG_NAME",
+    "RUN_INFO_NAME", "SCALARS_NAME",
     "capture_rng", "export_run", "load_checkpoint", "model_card", "read_run_info", "restore_rng",
     "save_checkpoint", "write_run_info",
 ]
@@ -190,8 +192,10 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-               dtype: torch.dtype | None = None, notes: str | None = None) -> Path:
-    """Weights only of a run's latest checkpoint as a weights directory (safetensors +
+               dtype: torch.dtype | None = None, notes: str | None = None,
+               part_bytes: int | None = None) -> Path:
+    """Weights only of a run's best checkpoint on the validation set (``checkpoint_best.pt``;
+    the latest one when the run has none, e.g. no validation) as a weights directory (safetensors +
     config.json + sha256 + model card, :func:`burstjdd.models.hub.save_pretrained`);
     ``notes``: markdown appended to the model card (measured quality, say).
 
@@ -202,10 +206,12 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     if not (run_dir / CONFIG_NAME).is_file():
         raise WeightsError(f"{run_dir}: not a training run directory (no {CONFIG_NAME})")
     cfg = load_config(run_dir / CONFIG_NAME)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    source = str(run_dir / CHECKPOINT_NAME)
+    name = BEST_CHECKPOINT_NAME if (run_dir / BEST_CHECKPOINT_NAME).is_file() else CHECKPOINT_NAME
+    ckpt = load_checkpoint(run_dir / name)
+    source = str(run_dir / name)
     model = model_from_state(cfg.model.model_config(), ckpt.model, source)
     card = model_card(cfg, ckpt, read_run_info(run_dir), run_dir.resolve().name)
     if notes:
         card["notes"] = notes
-    return save_pretrained(model, out, card=card, dtype=dtype, overwrite=overwrite)
+    return save_pretrained(model, out, card=card, dtype=dtype, overwrite=overwrite,
+                           part_bytes=part_bytes)  # split files of at most part_bytes

@@ -29,9 +29,10 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from burstjdd.errors import ConfigError, DataError
+from burstjdd.errors import BurstJDDError, ConfigError, DataError
 from burstjdd.models.jddb import ModelConfig, make_config
-from burstjdd.raw.io import atomic_output
+from burstjdd.raw.io import atomic_output, require_regular_file
+from burstjdd.raw.noise import parse_noise
 from burstjdd.train.losses import LossWeights
 from burstjdd.train.schedule import (
     BM_LOSS_UNTIL,
@@ -44,9 +45,20 @@ from burstjdd.train.schedule import (
 )
 
 Precision = Literal["auto", "fp32", "bf16"]
+Synthesis = Literal["loader", "device"]
 BUILTIN_SOURCES = ("builtin:skimage", "builtin:dead_leaves")  # data sources with no path
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+
+def _is_noise(text: str) -> bool:
+    """Whether ``text`` names a noise level (``parse_noise`` accepts it)."""
+    try:
+        parse_noise(text)
+    except BurstJDDError:
+        return False
+    return True
 
 # ---------------------------------------------------------------------- type checking
 
@@ -207,7 +219,10 @@ class DataSection(_Section):
     a multiple of 8, the LR grid); ``search_radius``: coarse-alignment radius in full-resolution
     pixels during training (64: the official training yaml's search_window; the frames given to
     the model carry crop + 2·radius of context); ``frames``: burst length N; ``workers``:
-    DataLoader workers per process; ``val_paths``: validation sources (empty: no validation)."""
+    DataLoader workers per process; ``val_paths``: validation sources (empty: no validation),
+    held out from training (never the evaluation data): checkpoints are chosen on them;
+    ``val_noise``: the noise levels of the validation bursts (names or "SHOT,READ");
+    ``val_samples``: fixed validation bursts per noise level."""
 
     name: ClassVar[str] = "data"
     paths: tuple[str, ...] = ()
@@ -217,6 +232,8 @@ class DataSection(_Section):
     frames: int = 5
     workers: int = 4
     val_paths: tuple[str, ...] = ()
+    val_noise: tuple[str, ...] = ("low", "high")
+    val_samples: int = 8
 
     def check(self) -> None:
         self._require(self.weights is None or (
@@ -228,6 +245,9 @@ class DataSection(_Section):
         self._require(self.search_radius >= 0, "search_radius", ">= 0 (full-resolution pixels)")
         self._require(self.frames >= 1, "frames", ">= 1")
         self._require(self.workers >= 0, "workers", ">= 0")
+        self._require(self.val_samples >= 1, "val_samples", ">= 1")
+        self._require(len(self.val_noise) >= 1 and all(_is_noise(n) for n in self.val_noise),
+                      "val_noise", "one or more noise levels (low, high or SHOT,READ)")
 
 
 @dataclass(frozen=True)
@@ -286,7 +306,21 @@ LossSection = LossWeights  # the ``loss`` section: beta, rho, eta of paper Eq. 9
 class RunSection(_Section):
     """Where and how: ``out_dir`` (checkpoints, logs), ``seed``, ``log_every`` /
     ``val_every`` / ``checkpoint_every`` in steps, ``device`` ("auto", "cpu", "cuda", "cuda:N",
-    "mps"), ``precision`` ("auto": bf16 autocast where the device supports it, else fp32)."""
+    "mps"), ``precision`` ("auto": bf16 autocast where the device supports it, else fp32).
+
+    Time budget (:mod:`burstjdd.train.budget`): ``time_budget_s`` (null: none) is the wall-clock
+    seconds of the whole ``train`` call; ``schedule.total_steps`` is then a cap: after
+    ``budget_probe_steps`` timed steps the run fixes total_steps to what fits, lays the whole
+    schedule over it, and stops cleanly inside the budget (single process only);
+    ``budget_validations`` > 0 spaces that many validations and checkpoints evenly over the
+    fixed run (besides the final one) instead of ``val_every`` / ``checkpoint_every``.
+
+    Speed switches (off by default; measure before turning them on): ``synthesis`` "loader"
+    (DataLoader workers make whole samples) or "device" (workers only draw each sample's random
+    parameters; decoded frames are cached on the training device, which crops, warps, mosaics
+    and adds noise in batches: :mod:`burstjdd.synth.gpu`); ``channels_last`` (NHWC memory
+    format for the model's convolutions); ``compile`` (``torch.compile`` of the decoder part,
+    ``TwoStageJDDB.reconstruct``)."""
 
     name: ClassVar[str] = "run"
     out_dir: str = "runs/train"
@@ -296,9 +330,19 @@ class RunSection(_Section):
     checkpoint_every: int = 50_000
     device: str = "auto"
     precision: Precision = "auto"
+    time_budget_s: float | None = None
+    budget_probe_steps: int = 8
+    budget_validations: int = 0
+    synthesis: Synthesis = "loader"
+    channels_last: bool = False
+    compile: bool = False
 
     def check(self) -> None:
         self._require(bool(self.out_dir.strip()), "out_dir", "a non-empty path")
+        self._require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s",
+                      "null or > 0 (seconds)")
+        self._require(self.budget_probe_steps >= 1, "budget_probe_steps", ">= 1 (steps)")
+        self._require(self.budget_validations >= 0, "budget_validations", ">= 0")
         self._require(self.seed >= 0, "seed", ">= 0")
         for name in ("log_every", "val_every", "checkpoint_every"):
             self._require(getattr(self, name) >= 1, name, ">= 1 (steps)")
@@ -404,6 +448,7 @@ def from_yaml(text: str, source: str = "<yaml>") -> TrainConfig:
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config file, then apply ``key.sub=value`` overrides (:func:`apply_overrides`)."""
     path = Path(path)
+    require_regular_file(path, ConfigError)  # a FIFO would block the read
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -476,6 +521,6 @@ def validate(cfg: TrainConfig, *, check_paths: bool = True) -> TrainConfig:
 
 __all__ = [
     "BUILTIN_SOURCES", "DataSection", "LossSection", "ModelSection", "OptimSection", "Precision",
-    "RunSection", "ScheduleSection", "TrainConfig", "apply_overrides", "config_from_dict",
+    "RunSection", "ScheduleSection", "Synthesis", "TrainConfig", "apply_overrides", "config_from_dict",
     "config_to_dict", "from_yaml", "load_config", "save_config", "to_yaml", "validate",
 ]

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from burstjdd.errors import ConfigError
 
 __all__ = [
-    "DistContext", "all_reduce_mean", "barrier", "from_env", "init_process_group",
-    "local_batch_size", "rank_indices", "shutdown", "training_device", "wrap_model",
+    "DistContext", "all_reduce_mean", "barrier", "broadcast_from_main", "from_env",
+    "init_process_group", "local_batch_size", "rank_indices", "shutdown", "training_device", "wrap_model",
 ]
 
 
@@ -116,6 +116,16 @@ def shutdown() -> None:
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_from_main(value: object, ctx: DistContext) -> object:
+    """Rank 0's ``value`` (any picklable object) on every rank; ``value`` itself for one process
+    or when no process group is joined. A collective: every rank must call it."""
+    if not ctx.distributed or not dist.is_initialized():
+        return value
+    box = [value if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def local_batch_size(global_batch: int, ctx: DistContext) -> int:

@@ -52,15 +52,20 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm import tqdm
 
-from burstjdd.errors import ConfigError, DataError
+from burstjdd.errors import BurstJDDError, ConfigError, DataError
 from burstjdd.eval.metrics import protocol_srgb, psnr
 from burstjdd.models.dsnet import bilinear_guide
 from burstjdd.models.hub import load_pretrained
 from burstjdd.models.jddb import JDDBOutput, TwoStageJDDB, build_model
 from burstjdd.raw.cfa import demosaic_bilinear, unpack
+from burstjdd.raw.noise import parse_noise
 from burstjdd.synth.datasets import SampleConfig, TrainingDataset
+from burstjdd.synth.gpu import DeviceSynthesis
 from burstjdd.synth.sources import FrameSource, derive_seed, open_source
+from burstjdd.train.accel import apply_speed_switches
+from burstjdd.train.budget import TimeBudget, check_budget, checkpoint_seconds
 from burstjdd.train.checkpoint import (
+    BEST_CHECKPOINT_NAME,
     CHECKPOINT_NAME,
     CONFIG_NAME,
     LOG_NAME,
@@ -84,6 +89,7 @@ from burstjdd.train.config import (
 from burstjdd.train.distributed import (
     DistContext,
     all_reduce_mean,
+    broadcast_from_main,
     local_batch_size,
     rank_indices,
     training_device,
@@ -93,14 +99,13 @@ from burstjdd.train.losses import TERMS, total_loss
 from burstjdd.train.schedule import CosineRestartScheduler, bm_loss_active, temperature_at
 
 __all__ = [
-    "RunResult", "Runtime", "SCALAR_COLUMNS", "StepBatchSampler", "TrainState", "VAL_SAMPLES",
+    "RunResult", "Runtime", "SCALAR_COLUMNS", "StepBatchSampler", "TrainState",
     "build_training_dataset", "build_validation_set", "check_config", "describe_hardware",
     "loss_targets",
     "make_train_state", "open_sources", "resolve_data_paths", "resolve_runtime", "sample_config",
     "train", "train_step", "training_wb", "validation_floors", "validation_psnr",
 ]
 
-VAL_SAMPLES = 8  # fixed validation bursts (indices 0..7 of a "val"-seeded dataset)
 SCALAR_COLUMNS = ("step", "total", *TERMS, "lr_g", "lr_dsnet", "temperature", "samples_per_s",
                   "val_psnr")
 _PATH_KINDS = ("stills:", "clips:", "video:")  # open_source prefixes in front of a path
@@ -108,7 +113,9 @@ _PATH_KINDS = ("stills:", "clips:", "video:")  # open_source prefixes in front o
 # else fixes the trajectory and must stay as the checkpoint was trained
 _RESUMABLE_CHANGES = {("data", "paths"), ("data", "val_paths"), ("data", "workers"),
                       ("run", "out_dir"), ("run", "log_every"), ("run", "val_every"),
-                      ("run", "checkpoint_every"), ("run", "device"), ("run", "precision")}
+                      ("run", "checkpoint_every"), ("run", "device"), ("run", "precision"),
+                      ("run", "channels_last"), ("run", "compile"),
+                      ("run", "budget_probe_steps"), ("run", "budget_validations")}
 
 
 # ---------------------------------------------------------------------- dataclasses
@@ -250,22 +257,30 @@ def build_training_dataset(cfg: TrainConfig) -> TrainingDataset:
                                seed=cfg.run.seed, length=length)
 
 
-def build_validation_set(cfg: TrainConfig, n_samples: int = VAL_SAMPLES, batch_size: int = 2
+def build_validation_set(cfg: TrainConfig, n_samples: int | None = None, batch_size: int = 2
                          ) -> tuple[list[dict[str, Tensor]], str] | None:
-    """Fixed validation batches from ``data.val_paths`` (None when empty): samples 0..n−1 of a
-    TrainingDataset seeded by derive_seed("val", run.seed), the training sample settings (crops
-    with context, random ISP and noise); the same bursts at every validation and in every run of
-    that seed. Returns (collated batches, summary)."""
+    """Fixed validation batches from ``data.val_paths`` (None when empty): for each noise level
+    of ``data.val_noise``, samples 0..n−1 (n = ``n_samples``, default ``data.val_samples``) of a
+    TrainingDataset seeded by derive_seed("val", run.seed, level), the training sample settings
+    (crops with context, large synthetic motion with moving objects, random ISP) at that fixed
+    noise level; the same bursts at every validation and in every run of that seed. Returns
+    (collated batches, summary)."""
+    n_samples = cfg.data.val_samples if n_samples is None else n_samples
     if not cfg.data.val_paths or n_samples < 1:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = TrainingDataset(open_sources(cfg.data.val_paths), None, sample_config(cfg),
-                             seed=derive_seed("val", cfg.run.seed), length=n_samples)
-    samples = [ds[i] for i in range(n_samples)]
-    batches = [default_collate(samples[i:i + batch_size])
-               for i in range(0, n_samples, batch_size)]
-    return batches, ds.summary()
+    batches, summaries = [], []
+    for name in cfg.data.val_noise:
+        level = parse_noise(name)
+        config = dataclasses.replace(sample_config(cfg), noise=(level.shot, level.read))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = TrainingDataset(open_sources(cfg.data.val_paths), None, config,
+                                 seed=derive_seed("val", cfg.run.seed, name), length=n_samples)
+        samples = [ds[i] for i in range(n_samples)]
+        batches += [default_collate(samples[i:i + batch_size])
+                    for i in range(0, n_samples, batch_size)]
+        summaries.append(f"{name}: {ds.summary()}")
+    return batches, "; ".join(summaries)
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -503,15 +518,142 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _check_resume(cfg: TrainConfig, saved: TrainConfig, source: Path) -> None:
+def _check_resume(cfg: TrainConfig, saved: TrainConfig, source: Path,
+                  ckpt: Checkpoint | None = None) -> None:
     """ConfigError naming the first setting that differs from the saved run where a resume must
-    keep it (model, schedule, optimiser, loss, sample settings, seed)."""
+    keep it (model, schedule, optimiser, loss, sample settings, seed).
+
+    ``saved`` is the run's config.yaml; with ``ckpt`` the settings the checkpoint itself records
+    (tensor shapes, optimiser, schedule, batch, seed) are checked too, which catches a
+    config.yaml edited by hand since the checkpoint was written."""
     new, old = config_to_dict(cfg), config_to_dict(saved)
     for section, values in old.items():
         for key, value in values.items():
             if (section, key) not in _RESUMABLE_CHANGES and new[section][key] != value:
                 raise ConfigError(f"{source}: cannot resume with {section}.{key}="
                                   f"{new[section][key]!r}, the run was trained with {value!r}")
+    if ckpt is not None:
+        _check_against_checkpoint(cfg, ckpt, source)
+
+
+_RESUME_HINT = "was config.yaml edited? put it back, or start a new run with --out"
+
+
+def _recorded_settings(ckpt: Checkpoint) -> dict[tuple[str, str], Any]:
+    """The config values a checkpoint records, by (section, key); keys it lacks are left out
+    (checkpoints are read defensively: the optimiser and scheduler states are torch's)."""
+    found: dict[tuple[str, str], Any] = {}
+    data, sched = ckpt.data or {}, ckpt.scheduler or {}
+    for key, field in (("global_batch", ("optim", "batch_size")), ("seed", ("run", "seed"))):
+        if key in data:
+            found[field] = data[key]
+    # not total_steps: a time-budgeted run retimes its schedule (burstjdd.train.budget), and a
+    # checkpoint written before that holds the old length
+    for key, field in (("periods", ("schedule", "restart_periods")),
+                       ("eta_min", ("schedule", "eta_min"))):
+        if key in sched:
+            found[field] = sched[key]
+    groups = (ckpt.optimizer or {}).get("param_groups") or []
+    lrs = sched.get("base_lrs") or []
+    for group, lr in zip(groups, lrs if len(lrs) == len(groups) else ()):
+        if group.get("name") in ("g", "dsnet"):
+            found[("optim", f"lr_{group['name']}")] = lr
+    if groups and "betas" in groups[0] and "weight_decay" in groups[0]:
+        found[("optim", "betas")] = groups[0]["betas"]
+        found[("optim", "weight_decay")] = groups[0]["weight_decay"]
+    return found
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Config values equal up to float rounding (lists and tuples alike)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _model_shapes(cfg: TrainConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the network ``cfg.model`` builds: on the meta device (no memory, no
+    time; its warnings about weights loaded into meta tensors are moot), on the CPU when some
+    layer cannot be built there."""
+    m = cfg.model
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = build_model(m.preset, m.variant, **m.overrides).state_dict()
+    except (NotImplementedError, RuntimeError):
+        state = build_model(m.preset, m.variant, **m.overrides).state_dict()
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
+def _check_model_shapes(cfg: TrainConfig, ckpt: Checkpoint, source: Path) -> None:
+    """ConfigError when cfg.model builds other tensors than the checkpoint holds."""
+    expected = _model_shapes(cfg)
+    hint = "was config.yaml edited, or the run made by another burstjdd version?"
+    names = set(expected) ^ set(ckpt.model)
+    if names:
+        raise ConfigError(f"{source}: the model this config builds does not match the "
+                          f"checkpoint (tensor {min(names)}); {hint}")
+    for name, shape in expected.items():
+        if shape != tuple(ckpt.model[name].shape):
+            raise ConfigError(f"{source}: this config gives {name} the shape {list(shape)}, the "
+                              f"checkpoint has {list(ckpt.model[name].shape)}; {hint}")
+
+
+def _check_against_checkpoint(cfg: TrainConfig, ckpt: Checkpoint, source: Path) -> None:
+    """ConfigError naming the first setting of ``cfg`` that the checkpoint contradicts."""
+    new = config_to_dict(cfg)
+    for (section, key), value in _recorded_settings(ckpt).items():
+        if not _same_value(new[section][key], value):
+            raise ConfigError(f"{source}: {section}.{key}={new[section][key]!r} but the "
+                              f"checkpoint was trained with {value!r}; {_RESUME_HINT}")
+    if ckpt.step > cfg.schedule.total_steps:
+        raise ConfigError(f"{source}: the checkpoint is at step {ckpt.step}, beyond "
+                          f"schedule.total_steps={cfg.schedule.total_steps}; {_RESUME_HINT}")
+    _check_model_shapes(cfg, ckpt, source)
+
+
+def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> Checkpoint | None:
+    """The checkpoint to resume from (None for a fresh run) after checking ``run_dir``:
+    ConfigError for a fresh run into a non-empty folder, WeightsError/ConfigError for a resume
+    without a readable checkpoint or with settings the run cannot continue with."""
+    if not resume:
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise ConfigError(f"{run_dir}: run directory exists and is not empty (resume it "
+                              f"with --resume, or choose another --out)")
+        return None
+    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    _check_resume(cfg, load_config(run_dir / CONFIG_NAME), run_dir / CONFIG_NAME, ckpt)
+    return ckpt
+
+
+def _agreed_start(cfg: TrainConfig, run_dir: Path, resume: bool, ctx: DistContext
+                  ) -> Checkpoint | None:
+    """:func:`_check_run_dir` decided by rank 0 alone, for every rank.
+
+    Rank 0 checks ``run_dir`` and broadcasts its verdict before any rank goes on, so that no rank
+    sees the folder rank 0 is about to create and fill (the start-up race of a multi-process
+    run), and every rank stops with rank 0's one-line error. After a good verdict the other
+    ranks read the checkpoint themselves: rank 0 cannot write a new one before they join the
+    first collective step."""
+    ckpt, verdict = None, None
+    if ctx.is_main:
+        try:
+            ckpt = _check_run_dir(cfg, run_dir, resume)
+        except Exception as exc:  # told to the other ranks, then raised here as it is
+            verdict = (isinstance(exc, (BurstJDDError, OSError)), " ".join(str(exc).split()))
+            broadcast_from_main(verdict, ctx)
+            raise
+    verdict = broadcast_from_main(verdict, ctx)
+    if verdict is not None:
+        user_error, message = verdict
+        if user_error:
+            raise ConfigError(message)
+        raise RuntimeError(f"rank 0 failed while checking the run directory: {message}")
+    if resume and ckpt is None:
+        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    return ckpt
 
 
 def _with_out_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
@@ -540,7 +682,7 @@ def _checkpoint(state: TrainState, cfg: TrainConfig, wall_time: float) -> Checkp
 
 def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
           stop_at: int | None = None, ctx: DistContext = DistContext(), progress: bool = True,
-          val_samples: int = VAL_SAMPLES, echo: bool = True) -> RunResult:
+          val_samples: int | None = None, echo: bool = True) -> RunResult:
     """Train ``cfg`` into ``run_dir`` (default ``cfg.run.out_dir``), or resume it.
 
     Every check that can fail on bad input runs BEFORE the run directory is created (config,
@@ -551,22 +693,20 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
     spans the whole run). Call :func:`~burstjdd.train.distributed.init_process_group` first for
     a multi-process run (``ctx``). ``progress``: tqdm bar; ``echo``: log lines on stderr.
     """
+    clock_start = time.perf_counter()  # run.time_budget_s counts from here
     run_dir = Path(run_dir if run_dir is not None else cfg.run.out_dir).expanduser().resolve()
     cfg = _with_out_dir(check_config(resolve_data_paths(cfg), ctx), run_dir)
+    check_budget(cfg, ctx.world_size)
     rt = resolve_runtime(cfg, ctx)
     total = cfg.schedule.total_steps
     stop = total if stop_at is None else stop_at
     if isinstance(stop, bool) or not isinstance(stop, int) or not 1 <= stop <= total:
         raise ConfigError(f"stop_at must be an integer in 1..{total}, got {stop_at!r}")
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        _check_resume(cfg, load_config(run_dir / CONFIG_NAME), run_dir / CONFIG_NAME)
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError(f"{run_dir}: run directory exists and is not empty (resume it with "
-                          f"--resume, or choose another --out)")
+    ckpt = _agreed_start(cfg, run_dir, resume, ctx)
     dataset = build_training_dataset(cfg)
+    synth = (DeviceSynthesis(dataset, rt.device) if cfg.run.synthesis == "device" else None)
     val = build_validation_set(cfg, val_samples) if ctx.is_main else None
+    val_count = sum(len(b["gt"]) for b in val[0]) if val is not None else 0
     state = make_train_state(cfg, rt.device)
     if ckpt is not None:
         _restore(state, ckpt)
@@ -585,7 +725,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
         info.setdefault("sessions", []).append(session)
         info["data"] = list(cfg.data.paths)
         info["validation"] = {"paths": list(cfg.data.val_paths),
-                              "samples": val_samples if val is not None else 0}
+                              "noise": list(cfg.data.val_noise), "samples": val_count}
         write_run_info(run_dir, info)
         n_params = sum(p.numel() for p in state.model.parameters())
         _log(run_dir, f"{f'resumed at step {start}: training' if resume else 'training'} "
@@ -593,12 +733,15 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
                       f"{stop} of {total} on {session['hardware']}, {session['precision']}, "
                       f"{ctx.world_size} process(es), global batch {cfg.optim.batch_size}", echo)
         _log(run_dir, f"data: {dataset.summary()}", echo)
+        if synth is not None:
+            _log(run_dir, synth.summary(), echo)
         if val is not None:
             _log(run_dir, f"validation: {val[1]}", echo)
     board = _tensorboard(run_dir) if main else None
 
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
+    apply_speed_switches(state.model, cfg.run)
     model = wrap_model(state.model, ctx, rt.device, cfg.data.frames)
     model.train()
     session_start, wall_at_start = time.perf_counter(), state.wall_time
@@ -606,6 +749,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
     def wall() -> float:
         return wall_at_start + time.perf_counter() - session_start
 
+    baseline_start = time.perf_counter()
     if val is not None and start == 0:  # the baseline of the PSNR curve
         state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
         _write_row(run_dir, board, {"step": 0, "val_psnr": state.val_psnr})
@@ -613,15 +757,34 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
         floors = validation_floors(val[0])
         _log(run_dir, "validation floors: " + ", ".join(
             f"{name} {value:.3f} dB" for name, value in floors.items()), echo)
+    budget = TimeBudget.from_config(cfg, clock_start)
+    if budget is not None:  # one validation round: the baseline's time, two checkpoint writes
+        budget.eval_s = ((time.perf_counter() - baseline_start if val is not None else 0.0)
+                         + 2 * checkpoint_seconds(state.model))
+        budget.mark()
     window: list[dict[str, float | None]] = []
     window_start, last_sps, saved = time.perf_counter(), None, start
     bar = tqdm(total=stop, initial=start, disable=not (main and progress), unit="step",
                dynamic_ncols=True, mininterval=1.0)
     try:
-        for batch in _loader(dataset, cfg, start, stop, rt):
+        for batch in _loader(dataset if synth is None else synth.plans, cfg, start, stop, rt):
+            if synth is not None:  # plans -> samples, batched on the device
+                batch = synth.render(batch)
             window.append(train_step(model, state, batch, cfg, rt))
             step = state.step
-            last = step == stop
+            if budget is not None:
+                budget.tick()
+                if budget.total is None and (budget.ready() or budget.out_of_time()):
+                    cfg = budget.fix(cfg, step, state.scheduler)
+                    stop = min(stop, cfg.schedule.total_steps)
+                    bar.total = stop
+                    if main:
+                        save_config(cfg, run_dir / CONFIG_NAME)
+                        info = read_run_info(run_dir)
+                        info["time_budget"] = budget.record()
+                        write_run_info(run_dir, info)
+                        _log(run_dir, budget.describe(step), echo)
+            last = step >= stop or (budget is not None and budget.out_of_time())
             row: dict[str, Any] = {}
             if step % cfg.run.log_every == 0 or last:
                 row = _window_means(window, rt)
@@ -634,6 +797,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
                 state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
                 row.update(step=step, val_psnr=state.val_psnr)
                 _log(run_dir, f"step {step}: validation PSNR {state.val_psnr:.3f} dB", echo)
+                if main:
+                    _keep_if_best(run_dir, state, cfg, wall(), echo)
             if main and row:
                 _write_row(run_dir, board, row)
             if main and (step % cfg.run.checkpoint_every == 0 or last):
@@ -642,6 +807,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
             if not window:  # samples/s measures training: validation and saving stay out
                 window_start = time.perf_counter()
             bar.update(1)
+            if last:  # a time budget may end the run before the loader does
+                break
     except KeyboardInterrupt:
         if main and state.step > saved:  # keep the finished updates: --resume goes on from here
             _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
@@ -654,7 +821,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
             board.close()
     state.wall_time = wall()
     if main:
-        _log(run_dir, f"stopped at step {state.step} of {total}; session "
+        _log(run_dir, f"stopped at step {state.step} of {cfg.schedule.total_steps}; session "
                       f"{time.perf_counter() - session_start:.0f} s", echo)
     return RunResult(run_dir, state.step, state.val_psnr, state.wall_time, last_sps)
 
@@ -666,6 +833,22 @@ def _write_row(run_dir: Path, board: Any, row: Mapping[str, Any]) -> None:
         for key in SCALAR_COLUMNS[1:]:
             if isinstance(row.get(key), float) and math.isfinite(row[key]):
                 board.add_scalar(key, row[key], row["step"])
+
+
+def _keep_if_best(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time: float,
+                  echo: bool) -> None:
+    """Copy ``state`` to the best checkpoint when its validation PSNR beats every earlier one
+    of the run (recorded in run.json): the checkpoint that ``burstjdd export`` takes, chosen on
+    the held-out validation set and on nothing else."""
+    info = read_run_info(run_dir)
+    best = info.get("best") or {}
+    if isinstance(best.get("val_psnr"), float) and best["val_psnr"] >= state.val_psnr:
+        return
+    save_checkpoint(_checkpoint(state, cfg, wall_time), run_dir / BEST_CHECKPOINT_NAME)
+    info["best"] = {"step": state.step, "val_psnr": state.val_psnr}
+    write_run_info(run_dir, info)
+    _log(run_dir, f"step {state.step}: best validation so far, {BEST_CHECKPOINT_NAME} written",
+         echo=False)
 
 
 def _save(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time: float,

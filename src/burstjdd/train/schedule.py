@@ -146,6 +146,14 @@ class CosineRestartScheduler:
         self.last_step += 1
         self._apply()
 
+    def retime(self, total_steps: int) -> None:
+        """Lay the schedule over ``total_steps`` instead, keeping the position (updates done)
+        and the base lrs, and set the lrs of the next update (a time-budgeted run fixes its
+        length after a few measured steps: :mod:`burstjdd.train.budget`)."""
+        cycle_bounds(total_steps, self.periods)  # validates
+        self.total_steps = total_steps
+        self._apply()
+
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self.last_step, "base_lrs": list(self.base_lrs),
                 "total_steps": self.total_steps, "periods": list(self.periods),
