@@ -13,7 +13,13 @@ from torch import nn
 from burstjdd.errors import ConfigError, DataError, WeightsError
 from burstjdd.models.jddb import JDDBOutput
 from burstjdd.raw.color import render
-from burstjdd.train.checkpoint import capture_rng, load_checkpoint, restore_rng
+from burstjdd.train.checkpoint import (
+    capture_rng,
+    export_run,
+    load_checkpoint,
+    read_run_info,
+    restore_rng,
+)
 from burstjdd.train.config import config_from_dict
 from burstjdd.train.distributed import DistContext
 from burstjdd.train.loop import (
@@ -310,3 +316,24 @@ def test_resume_checks_the_checkpoint_not_only_the_edited_config_yaml(stills, st
     with pytest.raises(ConfigError, match=match):
         quiet_train(cfg, run_dir, resume=True)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+def test_export_takes_the_best_checkpoint_and_the_card_lists_every_leg(stills, tmp_path):
+    val = {"val_paths": [f"stills:{stills}"], "val_samples": 1}
+    first = tiny_config(stills, total_steps=3, data=val, run={"val_every": 1})
+    quiet_train(first, tmp_path / "a")
+    info = read_run_info(tmp_path / "a")
+    rows = [r for r in read_scalars(tmp_path / "a") if r["val_psnr"]]
+    best = max(rows, key=lambda r: float(r["val_psnr"]))
+    assert info["best"]["step"] == int(best["step"])  # chosen on the validation set alone
+    assert load_checkpoint(tmp_path / "a" / "checkpoint_best.pt").step == int(best["step"])
+    export_run(tmp_path / "a", tmp_path / "wa")
+    card_a = (tmp_path / "wa" / "README.md").read_text()
+    assert "## Training legs" in card_a and "| 1 | a | 0→3 | 6 of 32 px |" in card_a
+    # a later session continues from those weights: its card keeps the first leg
+    second = tiny_config(stills, total_steps=2, data=val, run={"val_every": 1},
+                         model={"init_from": str(tmp_path / "wa")})
+    quiet_train(second, tmp_path / "b")
+    export_run(tmp_path / "b", tmp_path / "wb")
+    card_b = (tmp_path / "wb" / "README.md").read_text()
+    assert "| 1 | a | 0→3 | 6 of 32 px |" in card_b and "| 2 | b | 0→2 | 4 of 32 px |" in card_b

@@ -76,7 +76,8 @@ class ModelConfig:
     frames (HDR+ tile alignment, Wiener merge, spatial denoising, demosaicnet:
     :func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
     training starts from an image as good as the best classical pipeline instead of a blank
-    one, which matters for short runs).
+    one, which matters for short runs; the UNet takes the base as 3 extra input channels, so
+    that it corrects what it sees).
     """
 
     nf: int = 64
@@ -254,7 +255,7 @@ class TwoStageJDDB(nn.Module):
             )
             self.fusion = BiGRUFusion(nf)
             self.feature_up = feature_upsampler(nf)
-            self.unet = UNet(nf, 3)
+            self.unet = UNet(nf, 3, extra_in=3 if config.residual else 0)
             if config.residual:  # start near the base image (see residual_base); not exactly at
                 # it, so that every layer gets a gradient from the first step
                 with torch.no_grad():
@@ -365,10 +366,12 @@ class TwoStageJDDB(nn.Module):
             f = self.align(f, ref)
         fused, fused_ip = self.fusion(f, ref, interp)
         z = fused if fused_ip is None else torch.cat([fused, fused_ip], dim=0)  # one decoder pass
-        out = self.unet(self.feature_up(z))  # (B or 2B, 3, 2h, 2w)
-        if self.base_demosaic is not None:
-            out = out + residual_base(frames, noise, ref, fused_ip is not None,
-                                      self.base_demosaic)
+        z = self.feature_up(z)  # (B or 2B, nf, 2h, 2w)
+        if self.base_demosaic is None:
+            out = self.unet(z)  # (B or 2B, 3, 2h, 2w)
+        else:  # the decoder sees the base it corrects, beside the fused features
+            base = residual_base(frames, noise, ref, fused_ip is not None, self.base_demosaic)
+            out = self.unet(torch.cat([z, base], dim=1)) + base
         return (out, None) if fused_ip is None else (out[:b], out[b:])
 
     def forward(
@@ -457,7 +460,10 @@ def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
     """
     with torch.no_grad():
         mosaics, var = unpack(frames.float()), unpack(noise[:, ref].float().square())
-        merged = torch.stack([merge_and_denoise(m, v, ref) for m, v in zip(mosaics, var)])
+        if frames.is_meta:  # shapes only (FLOP counting): the merge's steps are data-dependent
+            merged = mosaics[:, ref]  # (and made of FFTs, which the counter does not see)
+        else:
+            merged = torch.stack([merge_and_denoise(m, v, ref) for m, v in zip(mosaics, var)])
         rgb = [demosaicnet.demosaic(demosaicker, merged.clamp(0.0, 1.0)).to(frames.dtype)]
         if interp:
             near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]

@@ -24,12 +24,13 @@ class UNet(nn.Module):
     mid: SB(2, 4nf) → ACNSe(4nf) → SB(2, 4nf);
     up1: ConvT(4nf→2nf) → [·, S2] → SB(2, 4nf→2nf) → ACNSe(2nf);
     up2: ConvT(2nf→nf) → [·, S1] → SB(3, 2nf→nf→out).
-    (B, nf, H, W) with H, W multiples of 4 → (B, out_channels, H, W).
+    (B, nf + extra_in, H, W) with H, W multiples of 4 → (B, out_channels, H, W); ``extra_in``
+    channels beside the features (the residual model's base image; 0 in the paper's network).
     """
 
-    def __init__(self, nf: int, out_channels: int = 3) -> None:
+    def __init__(self, nf: int, out_channels: int = 3, extra_in: int = 0) -> None:
         super().__init__()
-        self.enc1_conv = SimpleBlock(2, nf, nf, nf)
+        self.enc1_conv = SimpleBlock(2, nf, nf + extra_in, nf)
         self.enc1_att = ACNSeBlock(nf)
         self.down1 = nn.Conv2d(nf, 2 * nf, 3, 2, 1, bias=True)
         self.enc2_conv = SimpleBlock(2, 2 * nf, 2 * nf, 2 * nf)

@@ -30,6 +30,9 @@ __all__ = [
     "add_noise",
     "noise_map",
     "estimate_noise",
+    "clipped_mean",
+    "invert_clipped_mean",
+    "level_from_map",
 ]
 
 # Log10 ranges of the training noise levels (official code; the paper says "uniformly").
@@ -279,6 +282,48 @@ def _fit_affine_nonneg(x: Tensor, v: Tensor, w: Tensor) -> tuple[float, float]:
     cost_b = float((w * (v - b0) ** 2).sum())
     cost_a = float((w * (v - a0 * x) ** 2).sum())
     return (0.0, b0) if cost_b <= cost_a else (a0, 0.0)
+
+
+def clipped_mean(x: Tensor, noise: NoiseLevel) -> Tensor:
+    """E[clip(x + n, 0, 1)] for n ~ N(0, shot * x + read^2): the mean of a clipped noisy
+    pixel (what a denoiser of clipped data estimates), for x in [0, 1] (Foi, "Clipped noisy
+    images: heteroskedastic modeling and practical denoising", Signal Processing 2009).
+    With s the noise std at x, a = -x / s and b = (1 - x) / s:
+    x (Phi(b) - Phi(a)) + s (phi(a) - phi(b)) + 1 - Phi(b).
+    """
+    s = noise.std(x).clamp_min(1e-12)
+    a, b = -x / s, (1.0 - x) / s
+
+    def phi(t: Tensor) -> Tensor:
+        return torch.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+
+    ndtr = torch.special.ndtr
+    return x * (ndtr(b) - ndtr(a)) + s * (phi(a) - phi(b)) + 1.0 - ndtr(b)
+
+
+def invert_clipped_mean(y: Tensor, noise: NoiseLevel, samples: int = 4097) -> Tensor:
+    """The x in [0, 1] with :func:`clipped_mean` (x) = y, by linear interpolation in a table
+    of ``samples`` values (the function is increasing). Removes the bias that clipping at 0
+    (and 1) leaves in denoised dark (and bright) pixels: at read noise 0.02 a black pixel
+    averages 0.008. y (...) any shape; dtype/device kept; values outside the range of the
+    table map to 0 or 1.
+    """
+    xs = torch.linspace(0.0, 1.0, samples, dtype=torch.float64, device=y.device)
+    table = clipped_mean(xs, noise)
+    flat = y.detach().double().reshape(-1)
+    i = torch.searchsorted(table, flat).clamp(1, samples - 1)
+    gap = (table[i] - table[i - 1]).clamp_min(torch.finfo(torch.float64).tiny)
+    t = ((flat - table[i - 1]) / gap).clamp(0.0, 1.0)
+    return (xs[i - 1] + t * (xs[i] - xs[i - 1])).reshape(y.shape).to(y.dtype)
+
+
+def level_from_map(y: Tensor, var: Tensor) -> NoiseLevel:
+    """The noise level (shot, read) of a noise map: the least-squares fit, with shot and read
+    >= 0, of var = shot * y + read^2 over the pixels of y (...) and var (same shape), e.g. a
+    noisy frame and the square of its :func:`noise_map` (then the fit is exact)."""
+    x, v = y.detach().double().reshape(-1), var.detach().double().reshape(-1)
+    shot, read2 = _fit_affine_nonneg(x, v, torch.ones_like(x))
+    return NoiseLevel(shot, math.sqrt(read2))
 
 
 def _as_mosaics(raw: Tensor | np.ndarray) -> Tensor:

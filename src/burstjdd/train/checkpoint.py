@@ -161,6 +161,49 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min ({seconds:.0f} s)"
 
 
+LEGS_HEADING = "## Training legs"
+_LEGS_HEADER = ("| leg | run | steps | samples | wall time | hardware | validation PSNR | data |\n"
+                "|---|---|---|---|---|---|---|---|")
+
+
+def previous_legs(weights_dir: str | os.PathLike | None) -> list[str]:
+    """The rows of the "Training legs" table in the model card of ``weights_dir`` (the weights
+    a run started from, ``model.init_from``), so that a card lists every leg of a model that
+    was trained over several sessions; [] when there are none."""
+    if weights_dir is None:
+        return []
+    try:
+        text = (Path(weights_dir).expanduser() / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    if LEGS_HEADING not in text:
+        return []
+    rows = []
+    for line in text.split(LEGS_HEADING, 1)[1].splitlines()[4:]:  # heading, blank, header, rule
+        if not line.startswith("| "):
+            break
+        rows.append(line)
+    return rows
+
+
+def legs_table(cfg: TrainConfig, info: dict[str, Any], run_name: str) -> str:
+    """Markdown table of the training legs of a model: those of the weights it started from
+    (:func:`previous_legs`), then one row per session of this run (steps, samples, wall time,
+    hardware, the best validation PSNR so far, data)."""
+    rows = previous_legs(cfg.model.init_from)
+    best = (info.get("best") or {}).get("val_psnr")
+    sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
+    for i, s in enumerate(sessions):
+        start, end = int(s.get("start_step", 0)), int(s.get("end_step", 0))
+        psnr = f"{best:.3f} dB (best of run)" if isinstance(best, float) and \
+            i == len(sessions) - 1 else "-"
+        rows.append(f"| {len(rows) + 1} | {run_name} | {start}→{end} | "
+                    f"{(end - start) * cfg.optim.batch_size} of {cfg.data.crop} px | "
+                    f"{_duration(float(s.get('wall_s', 0.0)))} | {s.get('hardware', '?')} | "
+                    f"{psnr} | {', '.join(Path(p).name for p in cfg.data.paths)} |")
+    return "\n".join([LEGS_HEADING, "", _LEGS_HEADER, *rows])
+
+
 def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_name: str
                ) -> dict[str, str]:
     """Model-card entries (:func:`burstjdd.models.hub.save_pretrained`) filled from a run: data,
@@ -210,8 +253,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     ckpt = load_checkpoint(run_dir / name)
     source = str(run_dir / name)
     model = model_from_state(cfg.model.model_config(), ckpt.model, source)
-    card = model_card(cfg, ckpt, read_run_info(run_dir), run_dir.resolve().name)
-    if notes:
-        card["notes"] = notes
+    info = read_run_info(run_dir)
+    card = model_card(cfg, ckpt, info, run_dir.resolve().name)
+    card["notes"] = legs_table(cfg, info, run_dir.resolve().name) + (f"\n\n{notes}" if notes else "")
     return save_pretrained(model, out, card=card, dtype=dtype, overwrite=overwrite,
                            part_bytes=part_bytes)  # split files of at most part_bytes
