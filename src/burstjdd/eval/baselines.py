@@ -56,7 +56,7 @@ from burstjdd.raw.cfa import (
 )
 from burstjdd.raw.io import RawBurst
 from burstjdd.raw.merge import HdrPlusParams, Merged, align_tiles, hdrplus_merge
-from burstjdd.raw.noise import NoiseLevel
+from burstjdd.raw.noise import NoiseLevel, clipped_mean, invert_clipped_mean
 
 __all__ = [
     "BASELINES",
@@ -181,39 +181,6 @@ def inverse_anscombe(d: Tensor, shot: float | Tensor, read: float | Tensor) -> T
     k = math.sqrt(1.5)
     x = d**2 / 4 + k / 4 / d - 11 / 8 / d**2 + 5 / 8 * k / d**3 - 1 / 8 - (read / shot) ** 2
     return shot * x.clamp_min(0.0)
-
-
-def clipped_mean(x: Tensor, noise: NoiseLevel) -> Tensor:
-    """E[clip(x + n, 0, 1)] for n ~ N(0, shot * x + read^2): the mean of a clipped noisy
-    pixel (what a denoiser of clipped data estimates), for x in [0, 1] (Foi, "Clipped noisy
-    images: heteroskedastic modeling and practical denoising", Signal Processing 2009).
-    With s the noise std at x, a = -x / s and b = (1 - x) / s:
-    x (Phi(b) - Phi(a)) + s (phi(a) - phi(b)) + 1 - Phi(b).
-    """
-    s = noise.std(x).clamp_min(1e-12)
-    a, b = -x / s, (1.0 - x) / s
-
-    def phi(t: Tensor) -> Tensor:
-        return torch.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
-
-    ndtr = torch.special.ndtr
-    return x * (ndtr(b) - ndtr(a)) + s * (phi(a) - phi(b)) + 1.0 - ndtr(b)
-
-
-def invert_clipped_mean(y: Tensor, noise: NoiseLevel, samples: int = 4097) -> Tensor:
-    """The x in [0, 1] with :func:`clipped_mean` (x) = y, by linear interpolation in a table
-    of ``samples`` values (the function is increasing). Removes the bias that clipping at 0
-    (and 1) leaves in denoised dark (and bright) pixels: at read noise 0.02 a black pixel
-    averages 0.008. y (...) any shape; dtype/device kept; values outside the range of the
-    table map to 0 or 1.
-    """
-    xs = torch.linspace(0.0, 1.0, samples, dtype=torch.float64, device=y.device)
-    table = clipped_mean(xs, noise)
-    flat = y.detach().double().reshape(-1)
-    i = torch.searchsorted(table, flat).clamp(1, samples - 1)
-    gap = (table[i] - table[i - 1]).clamp_min(torch.finfo(torch.float64).tiny)
-    t = ((flat - table[i - 1]) / gap).clamp(0.0, 1.0)
-    return (xs[i - 1] + t * (xs[i] - xs[i - 1])).reshape(y.shape).to(y.dtype)
 
 
 def denoise_raw(

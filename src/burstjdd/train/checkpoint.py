@@ -215,7 +215,8 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
         psnr_text = "not measured (the run had no data.val_paths)"
     else:
         psnr_text = (f"{ckpt.val_psnr:.2f} dB: mean over {val.get('samples', '?')} fixed synthetic "
-                     f"bursts from {', '.join(cfg.data.val_paths)} (PROTOCOL.md ISP and PSNR, "
+                     f"bursts from {', '.join(cfg.data.val_paths)} (docs/protocol.md ISP and "
+                     f"PSNR, "
                      f"each burst's own metadata)")
     return {
         "title": f"burstjdd {cfg.model.preset} model ({cfg.model.variant})",
@@ -223,7 +224,8 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
         "model": f"preset {cfg.model.preset}, variant {cfg.model.variant}, overrides "
                  f"{cfg.model.overrides or 'none'}",
         "training data": ", ".join(cfg.data.paths),
-        "training samples": f"synthetic raw bursts (METHOD.md §5) of {cfg.data.frames} frames, "
+        "training samples": f"synthetic raw bursts (make_training_sample) of "
+                            f"{cfg.data.frames} frames, "
                             f"{cfg.data.crop} px GT crops, search radius "
                             f"{cfg.data.search_radius} px",
         "iterations": f"{ckpt.step} of {cfg.schedule.total_steps} (global batch "
