@@ -536,7 +536,7 @@ def _check_resume(cfg: TrainConfig, saved: TrainConfig, source: Path,
         _check_against_checkpoint(cfg, ckpt, source)
 
 
-_RESUME_HINT = "was config.yaml edited? put it back, or start a new run with --out"
+_RESUME_HINT = "was config.yaml edited? put it back, or start a new run with -o"
 
 
 def _recorded_settings(ckpt: Checkpoint) -> dict[tuple[str, str], Any]:
@@ -621,7 +621,7 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> Checkpoint 
     if not resume:
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise ConfigError(f"{run_dir}: run directory exists and is not empty (resume it "
-                              f"with --resume, or choose another --out)")
+                              f"with --resume, or choose another -o)")
         return None
     ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
     _check_resume(cfg, load_config(run_dir / CONFIG_NAME), run_dir / CONFIG_NAME, ckpt)
