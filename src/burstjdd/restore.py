@@ -64,7 +64,6 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,9 +72,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from burstjdd.errors import BurstFormatError, ConfigError, WeightsError
+from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.models import demosaicnet, hub
-from burstjdd.models.classical import CLASSICAL, build_classical
+from burstjdd.models.classical import CLASSICAL, build_classical, is_classical
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
 from burstjdd.raw.io import RawBurst
@@ -466,7 +465,7 @@ class Restorer:
         :class:`Restorer`."""
         if name_or_path is None:
             name_or_path = hub.default_model(resolve_device(device))
-        if str(name_or_path) == CLASSICAL and not Path(name_or_path).is_dir():
+        if is_classical(name_or_path):
             restorer = cls(build_classical(), device=device, **options)
         else:
             path = hub.resolve_weights(name_or_path)
@@ -492,17 +491,34 @@ def model_method(weights: str | os.PathLike, *, search_radius: float | None = No
     """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
     ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``.
 
-    version = (weights sha256, search radius in full-res px): other weights or another radius
-    are another cache key. WeightsError when the weights cannot be loaded.
+    version = (weights sha256, digest of the classical pipeline's source, search radius in
+    full-res px): other weights, an edited merge/denoiser/demosaicker (which every model with a
+    classical base runs) or another radius are another cache key. WeightsError when the weights
+    cannot be loaded.
     """
     from burstjdd.eval.evaluate import OURS, Method  # evaluation only: keep restore light
 
-    if str(weights) == CLASSICAL and not Path(weights).is_dir():
+    if is_classical(weights):
         restorer = Restorer.from_pretrained(CLASSICAL, device=device, search_radius=search_radius)
-        version = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}:{search_radius}"
-        name = name or CLASSICAL
+        weights_id, name = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}", name or CLASSICAL
     else:
         path = hub.resolve_weights(weights)
         restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
-        version = f"model:{hub.weights_digest(path)}:{search_radius}"
+        weights_id = f"model:{hub.weights_digest(path)}"
+    version = f"{weights_id}:{_pipeline_digest()}:{search_radius}"
     return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)
+
+
+def _pipeline_digest() -> str:
+    """sha256 (16 hex digits) of the source of the classical pipeline, which the classical
+    model and every residual model run: merge, noise, demosaicnet, the base and its model."""
+    import hashlib
+    import importlib
+
+    names = ("burstjdd.raw.merge", "burstjdd.raw.noise", "burstjdd.models.demosaicnet",
+             "burstjdd.models.jddb", "burstjdd.models.classical")
+    digest = hashlib.sha256()
+    for name in names:
+        with open(importlib.import_module(name).__file__, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]

@@ -9,14 +9,22 @@ merge, frequency-domain spatial denoising, pretrained demosaicnet).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from . import demosaicnet
 from .jddb import ModelConfig, TwoStageJDDB, residual_base
 
-__all__ = ["CLASSICAL", "ClassicalJDDB", "build_classical"]
+__all__ = ["CLASSICAL", "ClassicalJDDB", "build_classical", "is_classical"]
 
 CLASSICAL = "classical"  # the name ``restore --model`` and ``Restorer.from_pretrained`` take
+
+
+def is_classical(name_or_path: object) -> bool:
+    """Whether a ``--model`` value names the classical pipeline (a folder called "classical"
+    is a weights folder, not this)."""
+    return str(name_or_path) == CLASSICAL and not Path(str(name_or_path)).is_dir()
 
 
 class ClassicalJDDB(nn.Module):
