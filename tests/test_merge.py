@@ -1,4 +1,5 @@
-"""HDR+ merge and spatial denoising (burstjdd.raw.merge) on hand-made bursts."""
+"""HDR+ merge, and the merge followed by the raw denoiser (burstjdd.raw.merge), on hand-made
+bursts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from burstjdd.raw.merge import (
     hdrplus_merge,
     merge_and_denoise,
     raised_cosine,
-    spatial_denoise,
 )
 from burstjdd.raw.noise import level_from_map
 
@@ -76,36 +76,22 @@ def test_a_frame_that_differs_from_the_reference_is_rejected():
     assert err.var() < 0.6 * sigma**2  # and the 4 good frames are still averaged
 
 
-def test_spatial_denoise_removes_noise_and_keeps_constants_and_edges():
-    g = torch.Generator().manual_seed(3)
-    flat = torch.full((4, 24, 30), 0.4)
-    # the window's own low frequencies are shrunk a little: 3e-4 measured
-    torch.testing.assert_close(spatial_denoise(flat, torch.full_like(flat, 1e-3)), flat,
-                               rtol=0, atol=1e-3)
-    clean = torch.zeros(2, 4, 40, 40)
-    clean[..., 20:] = 0.8  # a step edge
-    sigma = 0.05
-    noisy = clean + sigma * torch.randn(clean.shape, generator=g)
-    out = spatial_denoise(noisy, torch.full_like(noisy, sigma**2))
-    assert out.shape == noisy.shape
-    assert (out - clean).square().mean() < 0.35 * sigma**2  # measured 0.28
-    # the edge stays sharp: one pixel beside it keeps most of the step
-    assert out[..., 21].mean() > 0.7 and out[..., 18].mean() < 0.1
-    # no noise: (almost) nothing to remove
-    torch.testing.assert_close(spatial_denoise(clean, torch.zeros_like(clean)), clean,
-                               rtol=0, atol=1e-5)
-
-
 def test_merge_and_denoise_beats_the_merge_alone_and_follows_dtype():
-    clean, g = _scene(5, 48, 48)
+    # a smooth scene (features 12 px apart): non-local means finds similar patches in it
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 1, 4, 4, generator=g)
+    smooth = torch.nn.functional.interpolate(coarse, size=(48, 48), mode="bicubic",
+                                             align_corners=False)[0, 0].clamp(0, 1)
+    clean = (0.2 + 0.6 * smooth).expand(5, 48, 48)
     sigma = 0.04
     frames = (clean + sigma * torch.randn(clean.shape, generator=g)).double()
     var = torch.full_like(frames[0], sigma**2)
     merged = hdrplus_merge(frames, var, 2, PATCH_ALIGN).raw
     out = merge_and_denoise(frames, var, 2)
     assert out.dtype == torch.float64 and out.shape == (48, 48)
-    # measured 0.75: a textured scene, and the merge already removed 3/4 of the noise
-    assert (out - clean[0]).square().mean() < 0.85 * (merged - clean[0]).square().mean()
+    # measured 0.32-0.37 over three seeds: the merge removed 3/4 of the noise, the denoiser
+    # two thirds of the rest
+    assert (out - clean[0]).square().mean() < 0.5 * (merged - clean[0]).square().mean()
 
 
 def test_merge_and_denoise_removes_the_clipping_bias_of_dark_pixels():

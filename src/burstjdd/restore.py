@@ -511,14 +511,8 @@ def model_method(weights: str | os.PathLike, *, search_radius: float | None = No
 
 def _pipeline_digest() -> str:
     """sha256 (16 hex digits) of the source of the classical pipeline, which the classical
-    model and every residual model run: merge, noise, demosaicnet, the base and its model."""
-    import hashlib
-    import importlib
+    model and every residual model run: merge, denoiser, noise, demosaicnet, the base and its
+    model."""
+    from burstjdd.eval.evaluate import CLASSICAL_SOURCES, source_digest
 
-    names = ("burstjdd.raw.merge", "burstjdd.raw.noise", "burstjdd.models.demosaicnet",
-             "burstjdd.models.jddb", "burstjdd.models.classical")
-    digest = hashlib.sha256()
-    for name in names:
-        with open(importlib.import_module(name).__file__, "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()[:16]
+    return source_digest(*CLASSICAL_SOURCES, "burstjdd.models.jddb", "burstjdd.models.classical")

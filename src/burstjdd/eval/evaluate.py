@@ -18,6 +18,7 @@ averaged per clip (or per image group), then over clips ("Average"), as in the p
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -84,14 +85,25 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def _file_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+# The modules the classical pipelines are made of: baselines and our models' residual base.
+CLASSICAL_SOURCES = ("burstjdd.raw.merge", "burstjdd.raw.denoise", "burstjdd.raw.noise",
+                     "burstjdd.models.demosaicnet")
+
+
+def source_digest(*modules: str) -> str:
+    """sha256 (16 hex digits) of the source files of the named modules, in order."""
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def baseline_method(name: str) -> Method:
-    """The registered baseline ``name`` as a Method; its version is a digest of the baselines
-    module source, so editing a baseline invalidates its cached scores."""
-    return Method(name, get_baseline(name), _file_digest(baselines_module.__file__))
+    """The registered baseline ``name`` as a Method; its version is a digest of the source of
+    the baselines module and the modules it runs, so editing either invalidates its cached
+    scores."""
+    return Method(name, get_baseline(name),
+                  source_digest(baselines_module.__name__, *CLASSICAL_SOURCES))
 
 
 def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = None,

@@ -4,7 +4,7 @@ ships (``burstjdd restore --model classical``).
 
 Per restore tile: hard block matching on bicubic ×1/4 raw (the ``no_e2e`` coarse alignment, no
 DSNet), then :func:`~burstjdd.models.jddb.residual_base` (HDR+ tile alignment, pairwise Wiener
-merge, frequency-domain spatial denoising, pretrained demosaicnet).
+merge, GAT + non-local means, pretrained demosaicnet).
 """
 
 from __future__ import annotations

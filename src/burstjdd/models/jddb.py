@@ -73,7 +73,7 @@ class ModelConfig:
     explicit ``interp`` argument); search_stride, refine, propagate: DPBM stage-1 stride on the
     LR grid, stride-1 refinement, temporal propagation of the search centre; residual: the
     decoder predicts a correction added to a classical restoration of the coarsely aligned
-    frames (HDR+ tile alignment, Wiener merge, spatial denoising, demosaicnet:
+    frames (HDR+ tile alignment, Wiener merge, GAT + non-local means, demosaicnet:
     :func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
     training starts from an image as good as the best classical pipeline instead of a blank
     one, which matters for short runs; the UNet takes the base as 3 extra input channels, so
@@ -449,7 +449,7 @@ def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
     Per sample, the frames are aligned to the reference once more by HDR+'s tile search
     (which fixes what the coarse alignment's 8-px grid and per-patch offset leave), merged
     by HDR+'s pairwise Wiener merge (which rejects what still differs from the reference by
-    more than the noise) and denoised in the frequency domain at the noise the merge leaves
+    more than the noise) and denoised by GAT + non-local means at the noise the merge leaves
     (:func:`~burstjdd.raw.merge.merge_and_denoise`, variance = the reference's noise map
     squared), then demosaicked by the frozen pretrained demosaicnet ``demosaicker``
     (:func:`~burstjdd.models.demosaicnet.demosaic`). frames/noise (B, N, 4, h, w) packed RGGB

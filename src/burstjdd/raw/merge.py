@@ -1,6 +1,6 @@
-"""HDR+-style tile alignment, pairwise Wiener merge and frequency-domain spatial denoising of raw
-bursts (Hasinoff et al., "Burst photography for high dynamic range and low-light imaging on mobile
-cameras", SIGGRAPH Asia 2016, Sec. 4 and 5).
+"""HDR+-style tile alignment and pairwise Wiener merge of raw bursts (Hasinoff et al., "Burst
+photography for high dynamic range and low-light imaging on mobile cameras", SIGGRAPH Asia 2016,
+Sec. 4 and 5), and the merge followed by the shared raw denoiser (:mod:`burstjdd.raw.denoise`).
 
 One implementation serves two users: the ``hdrplus`` / ``hdrplus_dmn`` baselines
 (:mod:`burstjdd.eval.baselines`: whole frames, the default pyramid) and the residual base of the
@@ -20,7 +20,8 @@ from torch import Tensor
 
 from burstjdd.errors import ConfigError
 from burstjdd.raw.cfa import pack, unpack
-from burstjdd.raw.noise import invert_clipped_mean, level_from_map
+from burstjdd.raw.denoise import denoise_raw
+from burstjdd.raw.noise import level_from_map
 
 __all__ = [
     "PATCH_ALIGN",
@@ -28,8 +29,8 @@ __all__ = [
     "Merged",
     "align_tiles",
     "hdrplus_merge",
+    "merge_and_denoise",
     "raised_cosine",
-    "spatial_denoise",
 ]
 
 # Keeps 0 / 0 (identical tiles of a noise-free burst) at 0: such tiles are fully merged.
@@ -308,78 +309,17 @@ def hdrplus_merge(
 PATCH_ALIGN = HdrPlusParams(factors=(1, 2, 2), tiles=(16, 8, 8), radius=(4, 4, 4))
 
 
-def _tile_stack(x: Tensor, tile: int, stride: int) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Overlapping tiles of images (M, h, w), reflect-padded so that every pixel lies in
-    (tile / stride)^2 tiles: -> (M, L, tile, tile) and the padded size and padding."""
-    pad = tile - stride
-    h, w = x.shape[-2:]
-    pb, pr = pad + (-(h + pad) % stride), pad + (-(w + pad) % stride)
-    mode = "reflect" if min(h, w) > max(pad, pb, pr) else "replicate"
-    xp = F.pad(x[:, None], (pad, pr, pad, pb), mode=mode)
-    cols = F.unfold(xp, tile, stride=stride)  # (M, T^2, L)
-    return cols.transpose(1, 2).reshape(x.shape[0], -1, tile, tile), (*xp.shape[-2:], pad, pad)
-
-
-def _untile(tiles: Tensor, window: Tensor, size: tuple[int, int], layout: tuple[int, ...],
-            stride: int) -> Tensor:
-    """Weighted overlap-add of windowed tiles (M, L, T, T) back to images (M, h, w): each
-    pixel is the window^2-weighted mean of its tiles (tiles were windowed before and after)."""
-    hp, wp, top, left = layout
-    tile = window.shape[-1]
-    m, n_tiles = tiles.shape[:2]
-    cols = tiles.reshape(m, n_tiles, tile * tile).transpose(1, 2)
-    out = F.fold(cols, (hp, wp), tile, stride=stride)
-    weight = F.fold(window.square().reshape(1, -1, 1).expand(1, -1, n_tiles), (hp, wp), tile,
-                    stride=stride)
-    return (out / weight)[:, 0, top : top + size[0], left : left + size[1]]
-
-
-def spatial_denoise(planes: Tensor, var: Tensor, tile: int = 8, stride: int = 2,
-                    strength: float = 1.0) -> Tensor:
-    """Frequency-domain Wiener denoising of images (..., h, w) with per-pixel noise variance
-    ``var`` (same shape): HDR+'s spatial denoising step (Sec. 5, a pointwise shrinkage of each
-    tile's DFT), run twice as in the empirical Wiener stage of BM3D (Dabov et al. 2007).
-
-    Overlapping raised-cosine tiles (``tile`` px, every ``stride`` px). Pass 1 shrinks each
-    coefficient X by |X|^2 / (|X|^2 + k s^2); pass 2 shrinks the noisy X again, by
-    |E|^2 / (|E|^2 + k s^2) with E the pass-1 estimate's coefficient (a cleaner guess of the
-    signal power). s^2 is the tile's mean variance times the window's mean square, k =
-    ``strength``; the DC term is kept. Tiles are windowed before and after and blended by
-    the window^2-weighted mean. Measured on 6 held-out stills (set14, 64 px shifts, ``high``)
-    after the HDR+ merge and demosaicnet: 27.68 dB (one pass 27.58; non-local means 27.84).
-    Differentiable; dtype/device follow ``planes``.
-    """
-    shape = planes.shape
-    h, w = shape[-2:]
-    x = torch.stack([planes.reshape(-1, h, w), var.expand(shape).reshape(-1, h, w)])
-    m = x.shape[1]
-    window = raised_cosine(tile, planes)
-    tiles, layout = _tile_stack(x.reshape(2 * m, h, w), tile, stride)
-    noisy, noise = tiles[:m], tiles[m:]
-    sigma2 = noise.mean((-2, -1), keepdim=True).clamp_min(0.0) * window.square().mean()
-    spectrum = torch.fft.fft2(noisy * window, norm="ortho")
-
-    def shrink(guess: Tensor) -> Tensor:  # windowed, filtered tiles (M, L, T, T)
-        power = guess.real.square() + guess.imag.square()
-        gain = power / (power + strength * sigma2 + TINY)
-        gain[..., 0, 0] = 1.0
-        return torch.fft.ifft2(spectrum * gain, norm="ortho").real * window
-
-    first = _untile(shrink(spectrum), window, (h, w), layout, stride)
-    estimate = torch.fft.fft2(_tile_stack(first, tile, stride)[0] * window, norm="ortho")
-    return _untile(shrink(estimate), window, (h, w), layout, stride).reshape(shape)
-
-
 def merge_and_denoise(raw: Tensor, var: Tensor, ref: int,
                       params: HdrPlusParams = PATCH_ALIGN) -> Tensor:
     """HDR+ alignment and merge of clipped noisy RGGB mosaics (N, H, W) onto frame ``ref``,
-    :func:`spatial_denoise` at the noise variance the merge leaves, then the inverse of the
-    clipped mean (:func:`~burstjdd.raw.noise.invert_clipped_mean`), which removes the bias that
-    clipping at 0 leaves in dark pixels (+3.2 dB on the demo's dark sky); ``var`` (H, W): the
-    reference's per-pixel noise variance, shot * y + read^2 (the level is fitted from it).
-    -> (H, W) RGGB mosaic in [0, 1], dtype/device of raw; no gradient through the last step."""
+    then :func:`~burstjdd.raw.denoise.denoise_raw` (GAT + non-local means, the denoiser of the
+    ``hdrplus_dmn`` baseline) at the noise variance the merge leaves, which ends with the
+    inverse of the clipped mean (+3.2 dB on the demo's dark sky). ``var`` (H, W): the
+    reference's per-pixel noise variance, shot * y + read^2; the level is fitted from it.
+    Measured on demo bursts at 192 px (``high``, 32 px motion) after demosaicnet: non-local
+    means 27.35 / 29.45 / 30.52 dB (astronaut / coffee / chelsea) against 27.18 / 28.34 / 30.34
+    for a two-pass frequency-domain Wiener filter.
+    -> (H, W) RGGB mosaic in [0, 1], dtype/device of raw; no gradient."""
     merged = hdrplus_merge(raw, var, ref, params)
-    left = pack((var.to(raw) * merged.variance_ratio)[None])[0]
-    denoised = unpack(spatial_denoise(pack(merged.raw[None])[0], left)[None])[0]
     level = level_from_map(raw[ref].clamp(0.0, 1.0), var)
-    return invert_clipped_mean(denoised.clamp(0.0, 1.0), level)
+    return denoise_raw(merged.raw.clamp(0.0, 1.0), level, merged.variance_ratio)
