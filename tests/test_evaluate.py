@@ -234,3 +234,26 @@ def test_still_bursts_are_seeded_and_grouped(stills):
     assert other_seed.key != specs[0].key
     assert not torch.equal(other_seed.build().raw, a.raw)
     assert len(ev.still_bursts(stills, "high", max_shift=4.0, max_bursts=1)) == 1
+
+
+def test_cache_versions_follow_code_not_prose(tmp_path, monkeypatch):
+    module = tmp_path / "digest_probe.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def version(source: str) -> str:
+        module.write_text(source)
+        import importlib
+        import sys
+
+        sys.modules.pop("digest_probe", None)
+        importlib.invalidate_caches()
+        return ev.source_digest("digest_probe")
+
+    code = '"""Doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # why\n'
+    prose = '"""Other doc."""\n\ndef f(x):\n    return x + 1\n'
+    edited = code.replace("x + 1", "x + 2")
+    assert version(code) == version(prose) != version(edited)
+    # baselines are versioned by the code they run, not by baselines.py alone
+    assert "burstjdd.raw.denoise" in ev.CLASSICAL_SOURCES
+    assert ev.baseline_method("dmn").version == ev.source_digest(
+        "burstjdd.eval.baselines", *ev.CLASSICAL_SOURCES)
