@@ -51,8 +51,8 @@ def child(case: dict) -> dict:
 
     from burstjdd.models.classical import CLASSICAL, build_classical
     from burstjdd.models.jddb import build_model
+    from burstjdd.raw.burst import RawBurst
     from burstjdd.raw.cfa import mosaic
-    from burstjdd.raw.io import RawBurst
     from burstjdd.raw.noise import NoiseLevel, add_noise
     from burstjdd.restore import Restorer, tile_layout
 

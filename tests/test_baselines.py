@@ -1,7 +1,9 @@
 """Classical baselines: registry, optional dependencies, CFA phases, denoiser pieces, HDR+ merge.
 
 Bursts are built here from scikit-image's astronaut photo: sRGB -> linear camera RGB with the
-protocol's fixed metadata, integer shifts as crops, mosaic, heteroscedastic noise.
+protocol's fixed metadata, integer shifts as crops, mosaic, heteroscedastic noise (the shared
+``make_burst`` factory of tests/conftest.py; its motion is the content's, so a crop moving by
+``step`` per frame is the motion ``-t * step``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from burstjdd.eval import baselines as bl
 from burstjdd.eval.metrics import protocol_srgb, psnr
 from burstjdd.raw.cfa import PATTERNS, mosaic, pack
 from burstjdd.raw import merge
-from burstjdd.raw.io import RawBurst
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.noise import PRESETS, NoiseLevel, add_noise
 from burstjdd.raw.unprocess import test_isp_params, unprocess
 
 HIGH = PRESETS["high"]
 LOW = PRESETS["low"]
+PROTOCOL = test_isp_params()  # the fixed colour metadata of the test protocol
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +35,6 @@ def camera() -> torch.Tensor:
     """(3, 512, 512) linear camera RGB of the astronaut photo."""
     srgb = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float() / 255
     return unprocess(srgb, test_isp_params())
-
-
-def make_burst(camera, *, n, size, step, origin, noise, cfa="RGGB", seed=0) -> RawBurst:
-    """Frame t is the crop at origin + t * step (full-res pixels); the reference is n // 2."""
-    (y0, x0), (dy, dx) = origin, step
-    crops = [(y0 + t * dy, x0 + t * dx) for t in range(n)]
-    clean = torch.stack([camera[:, y : y + size, x : x + size] for y, x in crops])
-    generator = torch.Generator().manual_seed(seed)
-    raw = add_noise(mosaic(clean, cfa), noise.shot, noise.read, generator)
-    params = test_isp_params()
-    return RawBurst(
-        raw=raw, cfa=cfa, wb=params.wb, ccm=params.cam2rgb, noise=noise, gt=clean[n // 2]
-    )
 
 
 def srgb_psnr(burst: RawBurst, rgb: torch.Tensor) -> float:
@@ -76,13 +66,14 @@ def test_registry():
     "module, names, message",
     [("colour_demosaicing", {"malvar", "menon", "hdrplus"}, r"burstjdd\[baselines\]")],
 )
-def test_missing_optional_dependency_is_reported(monkeypatch, camera, module, names, message):
+def test_missing_optional_dependency_is_reported(monkeypatch, camera, module, names, message,
+                                                  make_burst):
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
     )
     assert not names & set(bl.available_baselines())
-    burst = make_burst(camera, n=1, size=32, step=(0, 0), origin=(200, 200), noise=LOW)
+    burst = make_burst(camera, 1, 32, origin=(200, 200), noise=LOW, isp=PROTOCOL, gt=True)
     for name in names:
         assert message.replace("\\", "") in bl.BASELINES[name].unavailable_reason()
         with pytest.raises(bl.BaselineUnavailableError, match=message) as info:
@@ -103,8 +94,10 @@ def test_hdrplus_params_are_validated():
 
 
 @pytest.mark.parametrize("cfa", PATTERNS)
-def test_every_baseline_runs_on_every_phase(camera, cfa):
-    burst = make_burst(camera, n=3, size=64, step=(2, 4), origin=(180, 200), noise=LOW, cfa=cfa)
+def test_every_baseline_runs_on_every_phase(camera, cfa, make_burst):
+    pan = [(0, 0), (-2, -4), (-4, -8)]  # the crop moves by (2, 4) per frame
+    burst = make_burst(camera, pan, 64, origin=(180, 200), cfa=cfa, noise=LOW, isp=PROTOCOL,
+                       gt=True)
     for name in bl.available_baselines():
         out = bl.BASELINES[name](burst)
         assert out.shape == (3, 64, 64) and out.dtype == torch.float32, name
@@ -118,14 +111,10 @@ def test_every_baseline_runs_on_every_phase(camera, cfa):
 
 
 @pytest.mark.parametrize("cfa", PATTERNS)
-def test_flat_red_scene_comes_out_red(cfa):
+def test_flat_red_scene_comes_out_red(cfa, make_burst):
     colour = torch.tensor([0.6, 0.08, 0.05])  # linear camera RGB
     clean = colour[:, None, None].expand(3, 64, 64)
-    noise = NoiseLevel(1e-4, 1e-3)
-    generator = torch.Generator().manual_seed(1)
-    raw = add_noise(mosaic(clean, cfa).expand(3, 64, 64), noise.shot, noise.read, generator)
-    params = test_isp_params()
-    burst = RawBurst(raw=raw, cfa=cfa, wb=params.wb, ccm=params.cam2rgb, noise=noise)
+    burst = make_burst(clean, 3, cfa=cfa, noise=NoiseLevel(1e-4, 1e-3), seed=1, isp=PROTOCOL)
     for name in bl.available_baselines():
         mean = bl.BASELINES[name](burst).mean((-2, -1))
         torch.testing.assert_close(mean, colour, atol=0.01, rtol=0.0, msg=name)
@@ -231,12 +220,13 @@ def _tiles_with_content(h: int, tile: int, true: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("shift", [(64, -72), (-66, 64), (0, 120)])
-def test_align_tiles_recovers_large_shifts(camera, shift):
+def test_align_tiles_recovers_large_shifts(camera, shift, make_burst):
     # frame 1 is the crop at origin + shift: ref[y, x] = alt[y - sy, x - sx], so the expected
     # displacement is -shift / 2 gray pixels (gray = 2x2 means, half resolution)
     size, (sy, sx) = 256, shift
     origin = (max(0, -sy) + 60, max(0, -sx) + 60)
-    burst = make_burst(camera, n=2, size=size, step=shift, origin=origin, noise=HIGH, seed=7)
+    burst = make_burst(camera, [(0, 0), (-sy, -sx)], size, origin=origin, noise=HIGH, seed=7,
+                       isp=PROTOCOL, gt=True)
     gray = pack(burst.raw).mean(1)
     disp = bl.align_tiles(gray[0], gray[1])
     true = torch.tensor([-sy // 2, -sx // 2])
@@ -248,8 +238,8 @@ def test_align_tiles_recovers_large_shifts(camera, shift):
     assert near.sum() >= 0.85 * content.sum()
 
 
-def test_merge_of_one_frame_or_copies_is_the_frame(camera):
-    raw = make_burst(camera, n=1, size=64, step=(0, 0), origin=(150, 150), noise=HIGH).raw
+def test_merge_of_one_frame_or_copies_is_the_frame(camera, make_burst):
+    raw = make_burst(camera, 1, 64, origin=(150, 150), noise=HIGH).raw
     var = HIGH.shot * raw[0] + HIGH.read**2
     single = bl.hdrplus_merge(raw, var, 0)
     torch.testing.assert_close(single.raw, raw[0], rtol=0, atol=1e-6)
@@ -262,22 +252,23 @@ def test_merge_of_one_frame_or_copies_is_the_frame(camera):
 
 
 @needs_colour
-def test_hdrplus_of_one_frame_is_malvar(camera):
-    burst = make_burst(camera, n=1, size=64, step=(0, 0), origin=(150, 150), noise=HIGH)
+def test_hdrplus_of_one_frame_is_malvar(camera, make_burst):
+    burst = make_burst(camera, 1, 64, origin=(150, 150), noise=HIGH, isp=PROTOCOL, gt=True)
     torch.testing.assert_close(bl.hdrplus(burst), bl.malvar(burst), rtol=0, atol=1e-4)
 
 
-def test_hdrplus_dmn_of_one_frame_is_dmn_and_a_burst_beats_both(camera):
-    one = make_burst(camera, n=1, size=64, step=(0, 0), origin=(150, 150), noise=HIGH)
+def test_hdrplus_dmn_of_one_frame_is_dmn_and_a_burst_beats_both(camera, make_burst):
+    one = make_burst(camera, 1, 64, origin=(150, 150), noise=HIGH, isp=PROTOCOL, gt=True)
     torch.testing.assert_close(bl.hdrplus_dmn(one), bl.dmn(one), rtol=0, atol=1e-4)
-    burst = make_burst(camera, n=5, size=128, step=(0, 24), origin=(60, 60), noise=HIGH)
+    pan = [(0, -24 * t) for t in range(5)]  # the crop moves by 24 px to the right per frame
+    burst = make_burst(camera, pan, 128, origin=(60, 60), noise=HIGH, isp=PROTOCOL, gt=True)
     score = {k: srgb_psnr(burst, bl.BASELINES[k](burst)) for k in ("hdrplus_dmn", "dmn")}
     # measured (seed 0): hdrplus_dmn 30.01 dB, dmn 27.72: the merge of 5 aligned frames helps
     assert score["hdrplus_dmn"] >= score["dmn"] + 1.0
 
 
 @needs_colour
-def test_acceptance_hdrplus_on_a_large_shift_high_noise_burst(camera):
+def test_acceptance_hdrplus_on_a_large_shift_high_noise_burst(camera, make_burst):
     """5 frames, 40 px between neighbours (80 px from the reference to the outer frames),
     high noise; PROTOCOL metric on protocol_srgb images.
 
@@ -289,7 +280,8 @@ def test_acceptance_hdrplus_on_a_large_shift_high_noise_burst(camera):
     mosaic demosaicked by Malvar scores 30.4 dB on this crop), while on the mosaics, before
     demosaicking, the merge gains ~3 dB (36.9 vs 34.0); both are asserted below.
     """
-    burst = make_burst(camera, n=5, size=256, step=(0, 40), origin=(16, 16), noise=HIGH)
+    pan = [(0, -40 * t) for t in range(5)]  # the crop moves by 40 px to the right per frame
+    burst = make_burst(camera, pan, 256, origin=(16, 16), noise=HIGH, isp=PROTOCOL, gt=True)
     names = ("hdrplus", "bilinear", "malvar", "mean")
     score = {k: srgb_psnr(burst, bl.BASELINES[k](burst)) for k in names}
     assert score["hdrplus"] >= score["bilinear"] + 3.0

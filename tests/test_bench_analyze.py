@@ -10,7 +10,7 @@ from burstjdd.cli import main
 from burstjdd.eval import benchmark as bm
 from burstjdd.eval.analyze import analyze_burst
 from burstjdd.models.jddb import build_model
-from burstjdd.raw.io import write_npz
+from burstjdd.raw.npz import write_npz
 from burstjdd.synth.burst import simulate_burst
 
 ROW_FIELDS = {"preset", "size", "stage", "tiles", "padded", "time_s", "warm", "peak_mib",
@@ -28,7 +28,7 @@ def test_measure_rows_have_all_fields():
 
 
 def test_tile_grid_pads_to_whole_tiles():
-    hp, wp, corners = bm.tile_grid(360, 640, 128)  # 5x720p packed (docstring example)
+    hp, wp, corners = bm.padded_tile_grid(360, 640, 128)  # 5x720p packed (docstring example)
     assert (hp, wp, len(corners)) == (384, 640, 15)
 
 

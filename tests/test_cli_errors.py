@@ -28,7 +28,7 @@ from burstjdd import cli
 from burstjdd.cli._args import DEVICES
 from burstjdd.models import hub
 from burstjdd.models.jddb import build_model
-from burstjdd.raw.io import write_npz
+from burstjdd.raw.npz import write_npz
 from burstjdd.synth.burst import simulate_burst
 from burstjdd.train.config import config_from_dict
 from burstjdd.train.loop import train

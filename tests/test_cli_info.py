@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from burstjdd.cli import build_parser, main
-from burstjdd.raw.io import RawBurst, write_npz
+from burstjdd.raw.burst import RawBurst
+from burstjdd.raw.npz import write_npz
 
 # The malformed-file cases are shared with the reader tests (pytest puts tests/ on sys.path).
 from test_io import MALFORMED, full_burst, valid_kwargs, write_malformed

@@ -16,8 +16,9 @@ from burstjdd.cli import main
 from burstjdd.cli.demo import GAP, LABEL_HEIGHT
 from burstjdd.models import hub
 from burstjdd.models.jddb import build_model
-from burstjdd.raw.io import read_burst, write_npz
+from burstjdd.raw.io import read_burst
 from burstjdd.raw.noise import NoiseLevel
+from burstjdd.raw.npz import write_npz
 from burstjdd.restore import Restorer
 from burstjdd.synth.burst import simulate_burst
 

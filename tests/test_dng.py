@@ -11,10 +11,14 @@ import tifffile
 import torch
 
 from burstjdd.errors import BurstFormatError
+from burstjdd.raw.burst import RawBurst
+from burstjdd.raw.camera import ccm_from_xyz2cam
 from burstjdd.raw.color import apply_ccm, apply_gains
 from burstjdd.raw.dng import dng_color_tags, write_linear_dng
-from burstjdd.raw.io import RawBurst, ccm_from_xyz2cam, orient_image, read_burst, write_image
+from burstjdd.raw.image import orient_image
+from burstjdd.raw.io import read_burst
 from burstjdd.raw.unprocess import XYZ2CAMS, test_isp_params
+from burstjdd.raw.writers import write_image
 
 # Readers and writers of the test DNGs are shared with the raw-file tests.
 from test_rawfiles import CM_A, NEUTRAL, RGB2XYZ, random_raw, write_dng

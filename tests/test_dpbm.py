@@ -4,7 +4,8 @@ Matching-accuracy tests use ``bicubic_features`` (bicubic ×1/4 of the packed ra
 for a trained DSNet: it needs no weights and is what the ``no_e2e`` variant matches on. One test
 repeats the check with an UNTRAINED DSNet (random orthogonal weights).
 
-Bursts are crops of one packed canvas: frame t is the crop at (base − 4·m_t), so the content of
+Bursts are crops of one packed canvas (``make_frames``, tests/conftest.py, with motion m in LR
+pixels: unit = 4 packed pixels): frame t is the crop at (base − 4·m_t), so the content of
 the reference patch at LR origin o lies at o + m_t in frame t, i.e. the expected LR offset is
 exactly m_t (m_t LR pixels = 4·m_t packed = 8·m_t full-resolution pixels).
 """
@@ -21,8 +22,9 @@ from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.models.dpbm import coarse_align, match_weights, nma_distances, search_offsets
 from burstjdd.models.dpbm_loop import coarse_align_loop
 from burstjdd.models.dsnet import DSNet, bicubic_features, bilinear_guide
+from burstjdd.raw.noise import NoiseLevel
 
-HIGH_NOISE = (6.4e-3, 2e-2)  # (shot, read), the paper's "High" level
+HIGH_NOISE = NoiseLevel(6.4e-3, 2e-2)  # (shot, read), the paper's "High" level
 # Keep true matches this many LR pixels off the frame edge: features there see the edge (the
 # bicubic/DSNet support crosses it), so the true match is not an exact copy of the reference.
 BORDER = 2
@@ -46,22 +48,6 @@ def astronaut_canvas() -> torch.Tensor:
     img = torch.from_numpy(data.astronaut().astype(np.float32) / 255).permute(2, 0, 1) ** 2.2
     return torch.stack([img[0, 0::2, 0::2], img[1, 0::2, 1::2], img[1, 1::2, 0::2],
                         img[2, 1::2, 1::2]])
-
-
-def make_burst(canvas: torch.Tensor, motions: list[tuple[int, int]], size: int,
-               noise: tuple[float, float] | None, seed: int = 0) -> torch.Tensor:
-    """(N, 4, size, size) packed frames; frame t moved by motions[t] LR pixels (see module doc),
-    optionally with shot/read noise y = clip(x + sqrt(shot·x + read²)·n, 0, 1)."""
-    hc, wc = canvas.shape[-2:]
-    by, bx = (hc - size) // 2, (wc - size) // 2
-    frames = torch.stack([canvas[:, by - 4 * my:by - 4 * my + size, bx - 4 * mx:bx - 4 * mx + size]
-                          for my, mx in motions])
-    if noise is not None:
-        g = torch.Generator().manual_seed(seed)
-        shot, read = noise
-        sigma = torch.sqrt(shot * frames + read ** 2)
-        frames = (frames + sigma * torch.randn(frames.shape, generator=g)).clamp(0, 1)
-    return frames
 
 
 def origins_grid(b: int, hl: int, p: int, margin: int, step: int) -> torch.Tensor:
@@ -93,19 +79,20 @@ def radius_motions(r: int) -> list[list[tuple[int, int]]]:
 
 @pytest.mark.parametrize("noise", [None, HIGH_NOISE], ids=["clean", "high"])
 @pytest.mark.parametrize("refine", [False, True], ids=["stage1", "refined"])
-def test_recovers_shifts_at_the_search_radius(noise, refine):
+def test_recovers_shifts_at_the_search_radius(noise, refine, make_frames):
     """±R LR pixels (±8R full-res) in both axes and on the diagonals, every patch exact."""
     radius = 6
     canvas = texture_canvas(192, seed=1)
     motions = radius_motions(radius)
-    bursts = torch.stack([make_burst(canvas, m, 128, noise, seed=i) for i, m in enumerate(motions)])
+    bursts = torch.stack([make_frames(canvas, m, 128, unit=4, noise=noise, seed=i)
+                          for i, m in enumerate(motions)])
     out = align_bursts(bursts, bicubic_features, p=8, radius=radius, margin=radius + BORDER,
                        step=4, refine=refine, propagate=False)
     assert torch.equal(out.offsets_lr, expected(motions, out.offsets_lr))
 
 
 @pytest.mark.parametrize("noise", [None, HIGH_NOISE], ids=["clean", "high"])
-def test_refinement_finds_offsets_off_the_stride_grid(noise):
+def test_refinement_finds_offsets_off_the_stride_grid(noise, make_frames):
     """R = 5 with stride 2: stage 1 scans −6..6 step 2 (R rounded up), so the true offsets ±5
     are only reached by the stride-1 stage 2 around the stage-1 winner.
 
@@ -117,7 +104,8 @@ def test_refinement_finds_offsets_off_the_stride_grid(noise):
     radius = 5
     canvas = texture_canvas(192, seed=0, scales=(16, 32))
     motions = radius_motions(radius)
-    bursts = torch.stack([make_burst(canvas, m, 128, noise, seed=i) for i, m in enumerate(motions)])
+    bursts = torch.stack([make_frames(canvas, m, 128, unit=4, noise=noise, seed=i)
+                          for i, m in enumerate(motions)])
     kw = dict(p=8, radius=radius, margin=radius + BORDER, step=4, propagate=False)
     moved = [0, 1, 3, 4]
     out = align_bursts(bursts, bicubic_features, **kw)
@@ -127,17 +115,17 @@ def test_refinement_finds_offsets_off_the_stride_grid(noise):
     assert not (coarse == expected(motions, coarse)).all(-1)[:, :, moved].any()
 
 
-def test_recovers_shifts_on_a_natural_image_with_noise():
+def test_recovers_shifts_on_a_natural_image_with_noise(make_frames):
     canvas = astronaut_canvas()
     motions = radius_motions(6)
-    bursts = torch.stack([make_burst(canvas, m, 128, HIGH_NOISE, seed=i)
+    bursts = torch.stack([make_frames(canvas, m, 128, unit=4, noise=HIGH_NOISE, seed=i)
                           for i, m in enumerate(motions)])
     out = align_bursts(bursts, bicubic_features, p=8, radius=6, margin=6 + BORDER, step=4,
                        propagate=False)
     assert torch.equal(out.offsets_lr, expected(motions, out.offsets_lr))
 
 
-def test_untrained_dsnet_matches_most_patches():
+def test_untrained_dsnet_matches_most_patches(make_frames):
     """An untrained DSNet (random orthogonal weights) still finds ±R shifts on a natural image,
     noise-free, for nearly all patches. Not all: its InstanceNorm uses each frame's own
     statistics, so features of two crops are not exact shifted copies (measured 99–100 % over
@@ -145,14 +133,14 @@ def test_untrained_dsnet_matches_most_patches():
     dsnet = DSNet(generator=torch.Generator().manual_seed(0))
     motions = radius_motions(6)
     canvas = astronaut_canvas()
-    bursts = torch.stack([make_burst(canvas, m, 128, None) for m in motions])
+    bursts = torch.stack([make_frames(canvas, m, 128, unit=4) for m in motions])
     out = align_bursts(bursts, dsnet, p=8, radius=6, margin=6 + BORDER, step=3, propagate=False)
     hit = (out.offsets_lr == expected(motions, out.offsets_lr)).all(-1)
     assert hit.float().mean() >= 0.95
 
 
 @pytest.mark.parametrize("noise", [None, HIGH_NOISE], ids=["clean", "high"])
-def test_propagation_reaches_beyond_the_radius(noise):
+def test_propagation_reaches_beyond_the_radius(noise, make_frames):
     """Constant motion of 0.8·R per frame: the burst ends are 1.6·R from the reference, beyond
     the R + s reach of a search centred on 0; only temporal propagation recovers them."""
     radius = 10
@@ -160,7 +148,8 @@ def test_propagation_reaches_beyond_the_radius(noise):
     motions = [[(step * (t - 2), step * (t - 2)) for t in range(5)],
                [(step * (t - 2), -step * (t - 2)) for t in range(5)]]
     canvas = texture_canvas(352, seed=2)
-    bursts = torch.stack([make_burst(canvas, m, 224, noise, seed=i) for i, m in enumerate(motions)])
+    bursts = torch.stack([make_frames(canvas, m, 224, unit=4, noise=noise, seed=i)
+                          for i, m in enumerate(motions)])
     kw = dict(p=8, radius=radius, margin=2 * step + BORDER, step=8)
     out = align_bursts(bursts, bicubic_features, propagate=True, **kw)
     assert torch.equal(out.offsets_lr, expected(motions, out.offsets_lr))
@@ -190,11 +179,11 @@ def test_search_grid_is_symmetric():
                                                 for x in range(-2, 3)}
 
 
-def test_patch_at_the_last_row_and_column_keeps_zero_motion():
+def test_patch_at_the_last_row_and_column_keeps_zero_motion(make_frames):
     """The official strict ``<`` rejected the zero-motion candidate of a patch ending on the
     last LR row/column; here it is valid and wins on a static burst."""
     canvas = texture_canvas(128, seed=3)
-    bursts = make_burst(canvas, [(0, 0)] * 3, 128, HIGH_NOISE)[None]  # static, noisy
+    bursts = make_frames(canvas, 3, 128, unit=4, noise=HIGH_NOISE)[None]  # static, noisy
     feats = bicubic_features(bursts[0])[None]  # (1, 3, 4, 32, 32)
     hl, p = 32, 8
     origins = torch.tensor([[[hl - p, hl - p], [0, 0]]])

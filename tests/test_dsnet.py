@@ -62,7 +62,7 @@ def test_bicubic_features_shape_constant_and_no_grad():
 
 def test_bilinear_guide_is_mean_of_inner_2x2():
     """Official L_BM guide: bilinear ×1/4 without antialiasing = mean of the inner 2×2 of each
-    4×4 block (official-code-notes §3.2 item 7)."""
+    4×4 block (docs/official-network.md §3.2 item 7)."""
     y = torch.rand(2, 4, 16, 24, generator=torch.Generator().manual_seed(2))
     want = y.unfold(-2, 4, 4).unfold(-2, 4, 4)[..., 1:3, 1:3].mean((-2, -1))
     torch.testing.assert_close(bilinear_guide(y), want)

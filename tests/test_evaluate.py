@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import json
 
 import numpy as np
@@ -195,14 +193,12 @@ def test_cli_writes_tables_json_and_figures(clips, tmp_path, capsys):
 def test_our_model_is_a_method_only_with_weights(tmp_path, monkeypatch):
     from burstjdd.models import hub
     from burstjdd.models.jddb import build_model
-    from burstjdd.restore import model_method
 
     notes = []
-    names = [m.name for m in ev.resolve_methods(["bilinear"], model_method=model_method,
-                                                note=notes.append)]
+    names = [m.name for m in ev.resolve_methods(["bilinear"], note=notes.append)]
     assert names == ["bilinear"] and notes == []  # not asked for: no note
     monkeypatch.setattr(hub, "shipped_weights", lambda: [])  # whether or not some ship
-    methods = ev.resolve_methods(None, model_method=model_method, note=notes.append)
+    methods = ev.resolve_methods(None, note=notes.append)
     assert "ours" not in [m.name for m in methods]
     assert len(notes) == 1 and "skipped" in notes[0]
     tiny = dict(nf=8, deformable_groups=2, extract_blocks=1, dsnet_width=4)
@@ -210,17 +206,16 @@ def test_our_model_is_a_method_only_with_weights(tmp_path, monkeypatch):
         hub.save_pretrained(build_model("compact", seed=seed, **tiny), tmp_path / f"w{seed}")
     versions = {
         (seed, radius): ev.resolve_methods(
-            ["bilinear"], model=tmp_path / f"w{seed}",
-            model_method=functools.partial(model_method, search_radius=radius, device="cpu"),
+            ["bilinear"], model=tmp_path / f"w{seed}", search_radius=radius, device="cpu",
         )[-1]
         for seed, radius in ((0, 8.0), (0, 16.0), (1, 8.0))
     }
     assert {m.name for m in versions.values()} == {"ours"}
     # other weights or another radius: another cache key
     assert len({m.version for m in versions.values()}) == 3
-    # without a model factory (eval alone, below restore) our model is never a method
-    assert [m.name for m in ev.resolve_methods(["bilinear"], model=tmp_path / "w0")] == [
-        "bilinear"]
+    # resolve_methods builds our model's Method itself, with the same cache key as model_method
+    direct = ev.model_method(tmp_path / "w0", search_radius=8.0, device="cpu")
+    assert direct.version == versions[(0, 8.0)].version
 
 
 def test_still_bursts_are_seeded_and_grouped(stills):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from burstjdd.errors import WeightsError
 from burstjdd.models import hub
 from burstjdd.models.jddb import build_model
+from burstjdd.typed import WEIGHTS_JSON, convert
 
 
 def tiny_model(seed: int = 0):
@@ -162,16 +163,21 @@ def test_config_dict_round_trip_and_missing_files(saved, tmp_path):
         hub.load_pretrained(tmp_path / "nowhere")
 
 
+def _coerce(value, hint, where):
+    """The weights config's field type checker (:mod:`burstjdd.typed`, JSON dialect)."""
+    return convert(value, hint, where, WEIGHTS_JSON)
+
+
 def test_field_type_checker_on_json_values():
-    assert hub._coerce([1, 2], tuple[int, ...], "x") == (1, 2)
-    assert hub._coerce([1, 2.5], tuple[int, float], "x") == (1, 2.5)
-    assert hub._coerce(3, float, "x") == 3.0 and hub._coerce(None, int | None, "x") is None
+    assert _coerce([1, 2], tuple[int, ...], "x") == (1, 2)
+    assert _coerce([1, 2.5], tuple[int, float], "x") == (1, 2.5)
+    assert _coerce(3, float, "x") == 3.0 and _coerce(None, int | None, "x") is None
     for value, hint, message in ((True, int, "bad type bool"), (1, bool, "bad type int"),
                                  ([1, "a"], tuple[int, ...], r"x\[1\]: bad type str"),
                                  ([1], tuple[int, int], "expected 2 items"),
                                  ("c", typing.Literal["a", "b"], "bad value 'c'")):
         with pytest.raises(WeightsError, match=message):
-            hub._coerce(value, hint, "x")
+            _coerce(value, hint, "x")
 
 
 def test_load_never_unpickles(saved, tmp_path, monkeypatch):

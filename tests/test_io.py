@@ -1,4 +1,5 @@
-"""raw/io.py: RawBurst validation, .npz v1 bursts, atomic image writers."""
+"""raw/burst.py, npz.py, io.py, writers.py: RawBurst validation, .npz v1 bursts, atomic image
+writers."""
 
 from __future__ import annotations
 
@@ -13,20 +14,13 @@ import torch
 from PIL import Image
 
 from burstjdd.errors import BurstFormatError
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.color import render
-from burstjdd.raw.io import (
-    RawBurst,
-    atomic_output,
-    read_burst,
-    read_npz,
-    render_srgb,
-    write_image,
-    write_npy,
-    write_npz,
-    write_png,
-    write_tiff,
-)
+from burstjdd.raw.files import atomic_output
+from burstjdd.raw.io import read_burst
 from burstjdd.raw.noise import NoiseLevel, estimate_noise
+from burstjdd.raw.npz import read_npz, write_npz
+from burstjdd.raw.writers import render_srgb, write_image, write_npy, write_png, write_tiff
 
 N, H, W = 3, 8, 12
 

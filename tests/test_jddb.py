@@ -309,20 +309,14 @@ def test_only_compact_is_residual():
 # ------------------------------------------------------------------------------- coarse alignment
 
 
-def _shifted_burst(shifts, size=48, seed=5):
-    """Frames t = one random texture moved by shifts[t] (dy, dx) packed pixels, so that
-    frame_t[y + dy, x + dx] = frame_ref[y, x]."""
-    base = torch.rand(4, size + 32, size + 32, generator=_gen(seed))
-    frames = torch.stack([base[:, 16 - dy : 16 - dy + size, 16 - dx : 16 - dx + size]
-                          for dy, dx in shifts])[None]
-    return frames, torch.full_like(frames, 0.01)
-
-
-def test_coarse_bicubic_recovers_a_known_shift():
+def test_coarse_bicubic_recovers_a_known_shift(make_frames):
     model = _tiny("no_e2e")
-    # Shifts on the stage-1 grid (even LR offsets): white noise has no gradient towards an
-    # odd offset between the stride-2 candidates.
-    frames, noise = _shifted_burst([(8, -8), (0, 0), (-16, 8)])
+    # Frame t = one random texture moved by its motion (dy, dx) in packed pixels, so that
+    # frame_t[y + dy, x + dx] = frame_ref[y, x]. Shifts on the stage-1 grid (even LR offsets):
+    # white noise has no gradient towards an odd offset between the stride-2 candidates.
+    texture = torch.rand(4, 80, 80, generator=_gen(5))
+    frames = make_frames(texture, [(8, -8), (0, 0), (-16, 8)], 48)[None]
+    noise = torch.full_like(frames, 0.01)
     ca = model.coarse(frames, noise, 1, torch.tensor([[[16, 16]]]), 16, radius_px=32,
                       temperature=1e-2)
     assert ca.offsets_lr[0, 0].tolist() == [[2, -2], [0, 0], [-4, 2]]

@@ -122,7 +122,8 @@ def test_shape_mismatch_is_an_error() -> None:
 
 
 def _mask_reference(gt: np.ndarray) -> np.ndarray:
-    """Loop implementation of official-code-notes §4 (zero padding 2), float64, (B, 3, H, W)."""
+    """Loop implementation of docs/official-network.md §4 (zero padding 2), float64,
+    (B, 3, H, W)."""
     kernel = np.array([[math.exp(-(dy * dy + dx * dx) / (2 * (1 + 1e-6))) for dx in range(-2, 3)]
                        for dy in range(-2, 3)])
     kernel /= kernel.sum()

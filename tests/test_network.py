@@ -1,4 +1,4 @@
-"""Generator parts: blocks, PCD alignment, ConvGRU fusion, UNet (official-code-notes §2)."""
+"""Generator parts: blocks, PCD alignment, ConvGRU fusion, UNet (docs/official-network.md §2)."""
 
 from __future__ import annotations
 

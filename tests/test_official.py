@@ -43,7 +43,7 @@ def dsnet_state():
 
 def test_official_key_shapes_match_the_paper_counts():
     g, ds = official.official_key_shapes("G"), official.official_key_shapes("DSNet")
-    # official-code-notes §2: G 12,052,144 and DSNet 9,840 parameters.
+    # docs/official-network.md §2.3 (f): G 12,052,144 and DSNet 9,840 parameters.
     assert n_params(g) == 12_052_144
     assert n_params(ds) == 9_840
     for n, prefix in ((64, "feature_extract_acse1."), (128, "acse_block_s2."),

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
             failed.append(f"{{mod.name}}: {{type(exc).__name__}}: {{exc}}")
     print("IMPORT-FAILURES", failed)
     from burstjdd.errors import BurstJDDError
-    from burstjdd.raw.io import read_raw_frame
+    from burstjdd.raw.camera import read_raw_frame
     open("x.dng", "wb").write(b"not a raw file")
     try:
         read_raw_frame("x.dng")

@@ -16,21 +16,17 @@ from PIL import Image
 
 from burstjdd.cli import main
 from burstjdd.errors import BurstFormatError
+from burstjdd.raw.burst import RawBurst
+from burstjdd.raw.camera import FALLBACK_WB, read_raw_frame
 from burstjdd.raw.cfa import mosaic
 from burstjdd.raw.color import render
-from burstjdd.raw.io import (
-    FALLBACK_WB,
-    InputNotFoundError,
-    RawBurst,
-    orient_image,
-    read_burst,
-    read_raw_frame,
-    select_reference,
-    sharpness,
-    write_image,
-    write_npz,
-)
+from burstjdd.raw.files import InputNotFoundError
+from burstjdd.raw.image import orient_image
+from burstjdd.raw.io import read_burst
 from burstjdd.raw.noise import NoiseLevel, add_noise
+from burstjdd.raw.npz import write_npz
+from burstjdd.raw.reference import select_reference, sharpness
+from burstjdd.raw.writers import write_image
 
 H, W = 64, 96
 # Brooks et al.'s first XYZ -> camera matrix and a second one, both with 4 decimals (exact

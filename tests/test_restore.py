@@ -16,9 +16,9 @@ from burstjdd.models import hub
 from burstjdd.models.classical import ClassicalJDDB
 from burstjdd.models.dsnet import bicubic_features
 from burstjdd.models.jddb import TwoStageJDDB, build_model, make_config
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import PATTERNS, from_rggb, mosaic, to_rggb, unpack
-from burstjdd.raw.io import RawBurst
-from burstjdd.raw.noise import NoiseLevel, add_noise
+from burstjdd.raw.noise import NoiseLevel
 from burstjdd.restore import (
     RestoreOptions,
     Restorer,
@@ -68,16 +68,6 @@ class StandIn(nn.Module):
         x = frames[:, ref] if self.mode == "ref" else frames.mean(1)  # (K, 4, P, P)
         rgb = demosaic_bilinear(unpack(x))
         return rgb * (1 + self.gain * x.mean((1, 2, 3)).view(-1, 1, 1, 1)), None
-
-
-def make_burst(scene: Tensor, n: int = 3, cfa: str = "RGGB", noise: NoiseLevel = LOW,
-               seed: int = 0, **fields) -> RawBurst:
-    """A static burst of a linear RGB scene (3, H, W): n noisy mosaics in phase ``cfa``."""
-    g = torch.Generator().manual_seed(seed)
-    clean = mosaic(scene.expand(n, *scene.shape), cfa)
-    raw = add_noise(clean, noise.shot, noise.read, g) if noise.shot or noise.read else clean
-    return RawBurst(raw=raw, cfa=cfa, wb=torch.ones(3), ccm=torch.eye(3), noise=noise,
-                    **fields)
 
 
 def textured_scene(h: int, w: int, seed: int = 0) -> Tensor:
@@ -164,10 +154,10 @@ def test_options_are_validated():
 
 
 @pytest.mark.parametrize("tile,overlap", [(64, 16), (96, 32), (128, 64)])
-def test_tiled_equals_untiled_for_a_local_model(tile, overlap):
+def test_tiled_equals_untiled_for_a_local_model(tile, overlap, make_burst):
     # A model whose output depends on inputs within 1 px: the feathered blend must reproduce
     # the single-tile restore exactly, everywhere (odd packed size: padding paths included).
-    burst = make_burst(textured_scene(150, 214), cfa="GRBG")
+    burst = make_burst(textured_scene(150, 214), cfa="GRBG", noise=LOW)
     model = StandIn()
     whole = restore(model, burst, tile=1024, overlap=overlap)
     tiled = restore(model, burst, tile=tile, overlap=overlap)
@@ -178,15 +168,15 @@ def test_tiled_equals_untiled_for_a_local_model(tile, overlap):
     assert torch.allclose(tiled[:, 2:-2, 2:-2], ref[:, 2:-2, 2:-2], atol=1e-6, rtol=0)
 
 
-def test_tiled_is_close_to_untiled_for_the_network():
+def test_tiled_is_close_to_untiled_for_the_network(make_burst):
     # The real network is not tile-invariant (ACNSe pools over the whole tile, convolutions
-    # see the tile border; official-code-notes §8 item 16), and no configuration removes the
+    # see the tile border; docs/official-network.md §8 item 16), and no configuration removes the
     # global operators (the UNet has ACNSe blocks too). Measured with the tiny network without
     # coarse alignment (only tiling differs): 9 tiles of 128 px, >= 64 px overlap, against one
     # tile: PSNR 63.2 dB (peak 1), SNR 40.2 dB (against the output's variance: these random
     # networks have a small output range). Compact preset (nf=32), random weights, same scene:
     # 49.8 dB / 31.9 dB.
-    burst = make_burst(textured_scene(192, 192), n=3)
+    burst = make_burst(textured_scene(192, 192), 3, noise=LOW)
     model = tiny_model("ra_only")
     whole = restore(model, burst, tile=512)
     tiled = restore(model, burst, tile=128, overlap=64)
@@ -205,7 +195,7 @@ def _border_steps(grid, border: int, length: int) -> Tensor:
 
 
 @pytest.mark.parametrize("axis", ["columns", "rows"])
-def test_no_seams_at_tile_borders(axis):
+def test_no_seams_at_tile_borders(axis, make_burst):
     # Flat regions with edges; the stand-in's per-tile gain makes every tile's level differ,
     # as a global operator does. Coherent steps (mean over the other axis) across tile borders
     # must stay at the noise floor of the steps inside tiles; without overlap (negative
@@ -216,7 +206,7 @@ def test_no_seams_at_tile_borders(axis):
     scene[:, 100:230, 150:240] = torch.tensor([0.1, 0.5, 0.7])[:, None, None]
     scene[:, 10:60, 100:182] = torch.tensor([0.8, 0.8, 0.8])[:, None, None]
     edges = (20, 90, 100, 150, 182, 240) if axis == "columns" else (10, 40, 60, 100, 150, 230)
-    burst = make_burst(scene)
+    burst = make_burst(scene, noise=LOW)
     model = StandIn(gain=2.0)
 
     def border_and_inside(overlap: int) -> tuple[float, float]:
@@ -239,8 +229,8 @@ def test_no_seams_at_tile_borders(axis):
     assert at_border > 3 * inside, (at_border, inside)
 
 
-def test_memory_budget_changes_batching_only():
-    burst = make_burst(textured_scene(96, 128), n=3)
+def test_memory_budget_changes_batching_only(make_burst):
+    burst = make_burst(textured_scene(96, 128), 3, noise=LOW)
     model = tiny_model()
     one = restore(model, burst, tile=64, overlap=16, max_memory=1)        # 1 tile per chunk
     many = restore(model, burst, tile=64, overlap=16, max_memory=1 << 40)  # all tiles at once
@@ -265,7 +255,7 @@ def test_aligned_tiles_match_the_model_coarse_alignment():
     assert torch.equal(ours[0], theirs.frames[0]) and torch.equal(ours[1], theirs.noise[0])
 
 
-def test_every_tile_is_aligned_against_the_whole_frames():
+def test_every_tile_is_aligned_against_the_whole_frames(make_burst):
     # Frames translated by whole LR pixels per frame step (16 px down, 8 px left); the stand-in
     # averages the coarsely aligned tiles (bicubic block matching), so the restore is clean
     # only where each tile found its offset by searching the whole frames. Tiles on the image
@@ -274,13 +264,10 @@ def test_every_tile_is_aligned_against_the_whole_frames():
     h, w, n, (dy, dx) = 256, 384, 5, (16, -8)
     big = torch.from_numpy(skimage.data.astronaut()[: h + 64, 64 : w + 128]).permute(
         2, 0, 1).float().div(255).square()   # a photo, roughly linear
-    origins = [(32 + (t - 2) * dy, 32 + (t - 2) * dx) for t in range(n)]
-    scenes = torch.stack([big[:, y : y + h, x : x + w] for y, x in origins])
-    g = torch.Generator().manual_seed(0)
-    raw = add_noise(mosaic(scenes, "RGGB"), 1e-3, 1e-2, g)
-    burst = RawBurst(raw=raw, cfa="RGGB", wb=torch.ones(3), ccm=torch.eye(3),
-                     noise=NoiseLevel(1e-3, 1e-2))
-    truth = demosaic_bilinear(mosaic(scenes[2], "RGGB"))
+    # frame t is the crop at 32 + (t - 2)·(dy, dx): its content moves by (2 - t)·(dy, dx)
+    motion = [((2 - t) * dy, (2 - t) * dx) for t in range(n)]
+    burst = make_burst(big, motion, (h, w), origin=(32, 32), noise=NoiseLevel(1e-3, 1e-2))
+    truth = demosaic_bilinear(mosaic(big[:, 32 : 32 + h, 32 : 32 + w], "RGGB"))
     opts = dict(tile=128, overlap=32, search_radius=40)
     inner = (slice(None), slice(104, 152), slice(104, 280))
     aligned, unaligned, single = (
@@ -294,7 +281,7 @@ def test_every_tile_is_aligned_against_the_whole_frames():
 
 
 @pytest.mark.parametrize("cfa", PATTERNS)
-def test_colours_and_orientation_are_kept(cfa):
+def test_colours_and_orientation_are_kept(cfa, make_burst):
     # Four quadrants of known colours, noise-free; the stand-in demosaics the reference, which
     # is exact inside flat regions: any flip or channel swap in the plumbing shows here.
     h, w = 96, 136
@@ -314,9 +301,9 @@ def test_colours_and_orientation_are_kept(cfa):
     assert torch.allclose(out[:, flat], scene[:, flat], atol=1e-6, rtol=0)
 
 
-def test_all_cfa_phases_give_the_same_result_up_to_the_flip():
+def test_all_cfa_phases_give_the_same_result_up_to_the_flip(make_burst):
     scene = textured_scene(70, 102)
-    base = make_burst(scene, n=3, cfa="RGGB", seed=1)
+    base = make_burst(scene, 3, cfa="RGGB", noise=LOW, seed=1)
     model = tiny_model()
     expected = restore(model, base, tile=64, overlap=16)
     for cfa in PATTERNS[1:]:
@@ -325,8 +312,8 @@ def test_all_cfa_phases_give_the_same_result_up_to_the_flip():
         assert torch.equal(to_rggb(out, cfa), expected), cfa
 
 
-def test_output_is_cropped_to_the_visible_size():
-    burst = make_burst(textured_scene(64, 80), n=2, meta={"size": [63, 79]})
+def test_output_is_cropped_to_the_visible_size(make_burst):
+    burst = make_burst(textured_scene(64, 80), 2, noise=LOW, meta={"size": [63, 79]})
     out = restore(StandIn(), burst)
     full = restore(StandIn(), dataclasses.replace(burst, meta={}))
     assert out.shape == (3, 63, 79) and torch.equal(out, full[:, :63, :79])
@@ -338,17 +325,17 @@ def test_output_is_cropped_to_the_visible_size():
 # ------------------------------------------------------------------------------- frames, runs
 
 
-def test_one_frame_and_odd_sizes():
+def test_one_frame_and_odd_sizes(make_burst):
     model = tiny_model()
     for h, w, n in ((2, 2, 1), (38, 54, 1), (22, 130, 2)):
-        burst = make_burst(textured_scene(max(h, 8), max(w, 8))[:, :h, :w], n=n)
+        burst = make_burst(textured_scene(max(h, 8), max(w, 8))[:, :h, :w], n, noise=LOW)
         out = restore(model, burst, tile=32, overlap=8)
         assert out.shape == (3, h, w) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
 
 
-def test_more_frames_than_max_frames_use_the_nearest():
-    burst = make_burst(textured_scene(48, 64), n=7, ref=3)
+def test_more_frames_than_max_frames_use_the_nearest(make_burst):
+    burst = make_burst(textured_scene(48, 64), 7, noise=LOW, ref=3)
     model = tiny_model()
     out = restore(model, burst, tile=64, overlap=16, max_frames=5)
     nearest = dataclasses.replace(burst, raw=burst.raw[1:6], ref=2)
@@ -357,8 +344,8 @@ def test_more_frames_than_max_frames_use_the_nearest():
     assert not torch.equal(out, restore(model, burst, tile=64, overlap=16))
 
 
-def test_reference_argument_and_determinism():
-    burst = make_burst(textured_scene(48, 64), n=4)
+def test_reference_argument_and_determinism(make_burst):
+    burst = make_burst(textured_scene(48, 64), 4, noise=LOW)
     restorer = Restorer(tiny_model(), device="cpu", tile=64, overlap=16)
     first = restorer.restore(burst, progress=False)
     assert torch.equal(first, restorer.restore(burst, progress=False))   # bitwise on CPU
@@ -370,19 +357,19 @@ def test_reference_argument_and_determinism():
         restorer.restore(burst, ref=4)
 
 
-def test_half_precision_runs_close_to_float32():
+def test_half_precision_runs_close_to_float32(make_burst):
     # bf16 autocast (the CUDA default) exercised on CPU; measured 51.4 dB against float32.
-    burst = make_burst(textured_scene(48, 64), n=3)
+    burst = make_burst(textured_scene(48, 64), 3, noise=LOW)
     model = tiny_model()
     fp32 = restore(model, burst, tile=64, overlap=16)
     bf16 = restore(model, burst, tile=64, overlap=16, precision="bf16")
     assert bf16.dtype == torch.float32 and psnr(bf16, fp32) > 45
 
 
-def test_from_pretrained(tmp_path, monkeypatch):
+def test_from_pretrained(tmp_path, monkeypatch, make_burst):
     hub.save_pretrained(tiny_model(), tmp_path / "w")
     restorer = Restorer.from_pretrained(tmp_path / "w", device="cpu", tile=64, overlap=16)
-    burst = make_burst(textured_scene(32, 48), n=3)
+    burst = make_burst(textured_scene(32, 48), 3, noise=LOW)
     assert torch.equal(restorer.restore(burst, progress=False),
                        restore(tiny_model(), burst, tile=64, overlap=16))
     # no learned weights shipped: the classical pipeline, which needs none, is the default

@@ -12,15 +12,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from burstjdd._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
-    "RawBurst": "burstjdd.raw.io",
+    "RawBurst": "burstjdd.raw.burst",
     "read_burst": "burstjdd.raw.io",
-    "write_npz": "burstjdd.raw.io",
-    "write_image": "burstjdd.raw.io",
-    "render_srgb": "burstjdd.raw.io",
+    "write_npz": "burstjdd.raw.npz",
+    "write_image": "burstjdd.raw.writers",
+    "render_srgb": "burstjdd.raw.writers",
     "NoiseLevel": "burstjdd.raw.noise",
     "estimate_noise": "burstjdd.raw.noise",
     "simulate_burst": "burstjdd.synth.burst",

@@ -1,8 +1,8 @@
 """Whole-image restoration: a burst of any size through the tile-based two-stage network.
 
 The network restores square packed tiles (TwoStageJDDB.coarse + reconstruct); this module
-turns that into a restore of a whole H × W burst (METHOD.md §1, official-code-notes §6 and
-§8 items 16, 20, 21):
+turns that into a restore of a whole H × W burst (docs/method.md §1 and §7;
+docs/official-network.md §3.3 and §8 items 16, 20, 21):
 
 1. the frames are brought to the RGGB phase by a flip (``cfa.to_rggb``) and packed,
    y (N, 4, h, w) with h = H/2, w = W/2; the noise map is M = sqrt(shot·y + read²) with the
@@ -35,8 +35,9 @@ over the next r = V/2 pixels, 1 inside; sides on the image border are not tapere
 neighbours that overlap by exactly V pixels then have weights summing to exactly 1 (the ramps
 are complementary); wider overlaps are handled by the normalisation. A model whose output at
 a pixel depends only on inputs within V/4 full-res pixels gives the untiled result exactly;
-the real network does not (ACNSe channel attention pools over the whole tile, official-code-notes
-§8 item 16), so tiled and untiled outputs differ slightly (tests/test_restore.py measures it).
+the real network does not (ACNSe channel attention pools over the whole tile,
+docs/official-network.md §8 item 16), so tiled and untiled outputs differ slightly
+(tests/test_restore.py measures it).
 
 Frames: any N >= 1. The network takes any N (the GRU runs over them), but its cost grows
 with N and the paper trains with N = 5, so at most ``max_frames`` frames (default 8) are used:
@@ -65,7 +66,6 @@ import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -73,18 +73,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError
-from burstjdd.models import demosaicnet, hub
-from burstjdd.models.classical import CLASSICAL, build_classical, is_classical
+from burstjdd.models import hub
+from burstjdd.models.classical import build_classical, is_classical
 from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import from_rggb, pack, to_rggb
-from burstjdd.raw.io import RawBurst
 from burstjdd.raw.noise import noise_map
 
-if TYPE_CHECKING:
-    from burstjdd.eval.evaluate import Method
-
 __all__ = [
-    "model_method",
     "DEVICES",
     "PRECISIONS",
     "RestoreOptions",
@@ -484,35 +480,3 @@ class Restorer:
         return (f"Restorer({type(self.model).__name__}, device={self.device}, tile={o.tile}, "
                 f"overlap={o.overlap}, search_radius={o.search_radius}, "
                 f"precision={o.precision!r})")
-
-
-def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
-                 device: str = "auto", name: str | None = None) -> Method:
-    """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
-    ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``.
-
-    version = (weights sha256, digest of the classical pipeline's source, search radius in
-    full-res px): other weights, an edited merge/denoiser/demosaicker (which every model with a
-    classical base runs) or another radius are another cache key. WeightsError when the weights
-    cannot be loaded.
-    """
-    from burstjdd.eval.evaluate import OURS, Method  # evaluation only: keep restore light
-
-    if is_classical(weights):
-        restorer = Restorer.from_pretrained(CLASSICAL, device=device, search_radius=search_radius)
-        weights_id, name = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}", name or CLASSICAL
-    else:
-        path = hub.resolve_weights(weights)
-        restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
-        weights_id = f"model:{hub.weights_digest(path)}"
-    version = f"{weights_id}:{_pipeline_digest()}:{search_radius}"
-    return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)
-
-
-def _pipeline_digest() -> str:
-    """sha256 (16 hex digits) of the source of the classical pipeline, which the classical
-    model and every residual model run: merge, denoiser, noise, demosaicnet, the base and its
-    model."""
-    from burstjdd.eval.evaluate import CLASSICAL_SOURCES, source_digest
-
-    return source_digest(*CLASSICAL_SOURCES, "burstjdd.models.jddb", "burstjdd.models.classical")

@@ -21,7 +21,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from burstjdd import __version__
+from burstjdd._version import __version__
 from burstjdd.errors import BurstJDDError
 
 # (subcommand, module, one-line help). Order is the order shown by --help.

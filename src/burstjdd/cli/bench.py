@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from burstjdd.cli._args import DEVICES, add_quiet, float_in, int_in
+from burstjdd.models.registry import preset_names
 
 NAME = "bench"
 HELP = "parameters, FLOPs, time and memory of the network (paper Table 3)"
@@ -22,8 +23,9 @@ CALIBRATION = (256, 256)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", metavar="SIZES", help="comma list of 720p, 1080p, uhd or WxH full-res "
                         "(default 720p,1080p,uhd)")
-    parser.add_argument("--presets", default="paper,compact",
-                        help="comma list of presets (default paper,compact)")
+    presets = ",".join(preset_names())
+    parser.add_argument("--presets", default=presets,
+                        help=f"comma list of presets (default {presets})")
     parser.add_argument("--device", default="cpu", choices=DEVICES,
                         help="where to measure: cpu, cuda, or auto (CUDA when there is one, else "
                              "the CPU); mps is not measured (default cpu)")
@@ -64,21 +66,20 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.errors import ConfigError
     from burstjdd.eval import benchmark as bm
-    from burstjdd.models.jddb import PRESETS
 
     if args.quick and args.sizes:
         raise ConfigError("--quick and --sizes exclude each other")
     sizes = [bm.parse_size(s) for s in _split(QUICK_SIZE if args.quick
                                               else args.sizes or "720p,1080p,uhd")]
-    presets = _split(args.presets)
+    presets, valid = _split(args.presets), preset_names()
     for preset in presets:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        if preset not in valid:
+            raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(valid)}")
     if args.device == "mps":
         raise ConfigError("bench measures on cpu or cuda (its memory counters); not on mps")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    bm.resolve_device(args.device)
+    bm.bench_device(args.device)
     say = _progress(args.quiet)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.errors import WeightsError
     from burstjdd.models.official import convert_files
-    from burstjdd.raw.io import require_regular_file
+    from burstjdd.raw.files import require_regular_file
 
     for path in (args.g_path, args.dsnet_path):
         require_regular_file(path, WeightsError)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from burstjdd.raw.io import RawBurst
+    from burstjdd.raw.burst import RawBurst
 
 NAME = "demo"
 HELP = "simulate a burst from a bundled photo and restore it (no data needed)"
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from burstjdd.eval.baselines import bilinear, hdrplus_dmn, temporal_mean
     from burstjdd.eval.metrics import protocol_srgb, psnr
     from burstjdd.models.classical import ClassicalJDDB
-    from burstjdd.raw.io import write_image, write_png
+    from burstjdd.raw.writers import write_image, write_png
     from burstjdd.restore import Restorer
 
     check_size(args.size)

@@ -94,9 +94,6 @@ def _is_number(text: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import functools
-
-    from burstjdd import restore
     from burstjdd.errors import ConfigError
     from burstjdd.eval import evaluate as ev
 
@@ -110,9 +107,8 @@ def run(args: argparse.Namespace) -> int:
     noises = _noise_levels(args.noise or default_noise, ev.parse_list)
     names = None if args.methods is None else ev.parse_list(args.methods, "method")
     out = Path(args.output)
-    our_method = functools.partial(restore.model_method, search_radius=args.search_radius,
-                                   device=args.device)
-    methods = ev.resolve_methods(names, model=args.model, model_method=our_method)
+    methods = ev.resolve_methods(names, model=args.model, search_radius=args.search_radius,
+                                 device=args.device)
     cache = ev.ResultCache(out / "cache.jsonl")
     progress = not args.quiet
     print(f"methods: {', '.join(m.name for m in methods)}")

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from burstjdd.errors import ConfigError
-    from burstjdd.raw.io import require_regular_file
+    from burstjdd.raw.files import require_regular_file
     from burstjdd.train.checkpoint import export_run
 
     notes = None

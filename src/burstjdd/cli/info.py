@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the library is imported inside run() only, to keep --help fast
-    from burstjdd.raw.io import RawBurst
+    from burstjdd.raw.burst import RawBurst
 
 NAME = "info"
 HELP = "show what a burst file contains"

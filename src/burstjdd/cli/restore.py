@@ -89,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
-    from burstjdd.raw.io import read_burst, write_image
+    from burstjdd.raw.io import read_burst
     from burstjdd.raw.noise import parse_noise
+    from burstjdd.raw.writers import write_image
     from burstjdd.restore import Restorer
 
     check_output(args.output, args.space)

@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.errors import DataError
     from burstjdd.raw.cfa import check_pattern
-    from burstjdd.raw.io import write_npz
     from burstjdd.raw.noise import parse_noise
+    from burstjdd.raw.npz import write_npz
     from burstjdd.synth.burst import simulate_burst
     from burstjdd.synth.sources import (
         IMAGE_EXTENSIONS,

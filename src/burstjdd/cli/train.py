@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from burstjdd.errors import ConfigError
-    from burstjdd.raw.io import require_regular_file
+    from burstjdd.raw.files import require_regular_file
     from burstjdd.train import distributed
     from burstjdd.train.checkpoint import CONFIG_NAME
     from burstjdd.train.config import load_config

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from burstjdd.errors import ConfigError
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import pack, to_rggb
-from burstjdd.raw.io import RawBurst, atomic_output, render_srgb
+from burstjdd.raw.files import atomic_output
 from burstjdd.raw.noise import NoiseLevel
+from burstjdd.raw.writers import render_srgb
 
 MAX_RADIUS_PX = 256  # cap of the automatic search radius (cost grows with its square)
 MIN_DRAW_SIDE = 512  # offsets.png: smaller renders are enlarged to this longer side

@@ -1,4 +1,5 @@
-"""Classical baselines for burst joint denoising and demosaicking (PROTOCOL.md "Baselines").
+"""Classical baselines for burst joint denoising and demosaicking (docs/protocol.md
+"Baselines").
 
 Every baseline is a callable ``method(burst: RawBurst) -> Tensor (3, H, W)`` returning linear
 camera RGB in the burst's own CFA orientation (the restorer's signature), to be rendered with
@@ -46,13 +47,13 @@ from torch import Tensor
 
 from burstjdd.errors import ConfigError
 from burstjdd.models.demosaicnet import DemosaicNet, demosaic, load_pretrained
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import (
     demosaic_bilinear,
     from_rggb,
     to_rggb,
 )
 from burstjdd.raw.denoise import NlmParams, anscombe, denoise_raw, inverse_anscombe
-from burstjdd.raw.io import RawBurst
 from burstjdd.raw.merge import HdrPlusParams, Merged, align_tiles, hdrplus_merge
 from burstjdd.raw.noise import clipped_mean, invert_clipped_mean
 

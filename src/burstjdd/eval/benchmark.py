@@ -55,11 +55,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from burstjdd.errors import ConfigError
+from burstjdd.raw.cfa import LR_GRID
+from burstjdd.raw.noise import PRESETS, noise_map
+from burstjdd.restore import resolve_device
 
 N_FRAMES, REF = 5, 2
 RADIUS_PX = 48  # full-res search radius (REDS4 protocol)
-SHOT, READ = 6.4e-3, 2e-2  # "high" noise
-FULL_RES_PER_LR = 8
+HIGH = PRESETS["high"]  # the noise level of the measured bursts
+BENCH_DEVICES = ("cpu", "cuda")  # the devices with a peak-memory counter (module docstring)
 NAMED_SIZES: dict[str, tuple[int, int]] = {  # name -> full-res (W, H)
     "720p": (1280, 720),
     "1080p": (1920, 1080),
@@ -106,8 +109,14 @@ class BenchConfig:
             raise ConfigError("repeat >= 1, tile a positive multiple of 4, tile_batch >= 1")
 
 
-def tile_grid(h: int, w: int, tile: int) -> tuple[int, int, list[tuple[int, int]]]:
-    """Packed frame (h, w) -> padded (hp, wp) and the top-left corners of its T×T tiles."""
+def padded_tile_grid(h: int, w: int, tile: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """Packed frame (h, w) -> padded (hp, wp) and the top-left corners of its T×T tiles.
+
+    Not :func:`burstjdd.restore.tile_grid` on purpose: the benchmark measures whole,
+    non-overlapping tiles over the frame padded up to a multiple of T (module docstring), while
+    a restore spreads overlapping tiles over the frame padded only to the LR grid; their tile
+    counts and padded sizes differ, and so would the measured cost.
+    """
     hp, wp = h + (-h) % tile, w + (-w) % tile
     return hp, wp, [(r, c) for r in range(0, hp, tile) for c in range(0, wp, tile)]
 
@@ -128,13 +137,19 @@ def make_burst(width: int, height: int, tile: int, *, seed: int = 0) -> Tensor:
         frames.append(torch.roll(canvas, (dy, dx), (-2, -1))[:, 8:8 + h, 8:8 + w])
     burst = torch.stack(frames)
     burst = burst + 0.02 * torch.randn(burst.shape, generator=g)
-    hp, wp, _ = tile_grid(h, w, tile)
+    hp, wp, _ = padded_tile_grid(h, w, tile)
     return F.pad(burst, (0, wp - w, 0, hp - h), mode="replicate")[None]
 
 
-def noise_map(frames: Tensor) -> Tensor:
-    """Noise map sqrt(shot·y + read²) of the "high" level; negative values clamped."""
-    return (SHOT * frames.clamp_min(0) + READ**2).sqrt()
+def high_noise_map(frames: Tensor) -> Tensor:
+    """Noise map sqrt(shot·max(y, 0) + read²) of the "high" level, same shape as ``frames``:
+    :func:`burstjdd.raw.noise.noise_map` of the frames clamped at 0.
+
+    Differs from ``noise_map(frames, ...)`` on purpose: :func:`make_burst`'s Gaussian noise
+    makes some y < 0, where the variance stays read² instead of shot·y + read² (floored at
+    1e-12 below y = −read²/shot); the benchmark's inputs stay as they were measured.
+    """
+    return noise_map(frames.clamp_min(0), HIGH.shot, HIGH.read)
 
 
 def _sync(device: torch.device) -> None:
@@ -146,13 +161,17 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def resolve_device(name: str) -> torch.device:
-    """'cpu' | 'cuda' -> torch.device; ConfigError when CUDA is asked for but absent."""
-    if name not in ("cpu", "cuda"):
+def bench_device(name: str) -> torch.device:
+    """'cpu' | 'cuda' -> torch.device (:func:`burstjdd.restore.resolve_device`); ConfigError for
+    any other name or when CUDA is asked for but absent.
+
+    Narrower than resolve_device on purpose: the peak memory is only measured on these two
+    (ru_maxrss, torch.cuda.max_memory_allocated), and a row names its device, so "auto", "mps"
+    and "cuda:k" are refused.
+    """
+    if name not in BENCH_DEVICES:
         raise ConfigError(f"device must be cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def reconstruct_flops(model: torch.nn.Module, tile: int, n_frames: int = N_FRAMES) -> int:
@@ -176,7 +195,7 @@ def measure(config: BenchConfig) -> dict:
 
     from burstjdd.models.jddb import build_model
 
-    device = resolve_device(config.device)
+    device = bench_device(config.device)
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(1)  # orthogonal init (QR) thrashes with several threads
     model = build_model(config.preset, seed=0).eval()
@@ -185,9 +204,9 @@ def measure(config: BenchConfig) -> dict:
     width, height = config.size
     tile = config.tile
     h, w = height // 2, width // 2
-    hp, wp, corners = tile_grid(h, w, tile)
+    hp, wp, corners = padded_tile_grid(h, w, tile)
     frames = make_burst(width, height, tile).to(device)
-    noise = noise_map(frames)
+    noise = high_noise_map(frames)
     k = len(corners)
     origins = torch.tensor(corners, device=device)[None]  # (1, K, 2) packed
 
@@ -263,7 +282,7 @@ def estimate_seconds(rows: Sequence[dict], config: BenchConfig) -> float | None:
     if not same:
         return None
     ref = max(same, key=lambda r: r["padded"][0] * r["padded"][1])
-    hp, wp, _ = tile_grid(config.size[1] // 2, config.size[0] // 2, config.tile)
+    hp, wp, _ = padded_tile_grid(config.size[1] // 2, config.size[0] // 2, config.tile)
     ratio = (4 * hp * wp) / (ref["padded"][0] * ref["padded"][1])
     return ref["time_s"] * ratio * config.repeat
 
@@ -307,17 +326,17 @@ def compare_ca(size: tuple[int, int], *, tile: int = 64, repeats: int = 3,
     from burstjdd.models.dpbm_loop import coarse_align_loop
     from burstjdd.models.dsnet import DSNet
 
-    dev = resolve_device(device)
+    dev = bench_device(device)
     dsnet = DSNet(generator=torch.Generator().manual_seed(seed)).to(dev).eval()
     burst = make_burst(*size, tile, seed=seed).to(dev)
-    noise = noise_map(burst)
+    noise = high_noise_map(burst)
     p = tile // 4
     with torch.no_grad():
         feats = _dsnet_features(dsnet, burst)
         hl, wl = feats.shape[-2:]
         origins = torch.tensor([[y, x] for y in range(0, hl, p) for x in range(0, wl, p)],
                                device=dev)[None]
-        radius_lr = math.ceil(RADIUS_PX / FULL_RES_PER_LR)
+        radius_lr = math.ceil(RADIUS_PX / LR_GRID)
 
         def match(align: Callable) -> Tensor:
             return align(feats, burst, noise, REF, origins, p, radius_lr, stride=2).offsets_lr

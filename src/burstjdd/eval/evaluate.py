@@ -1,4 +1,4 @@
-"""Benchmarks 1 and 2 of PROTOCOL.md: quality tables and the large-shift stress curve.
+"""Benchmarks 1 and 2 of docs/protocol.md: quality tables and the large-shift stress curve.
 
 Every method (a baseline of :mod:`burstjdd.eval.baselines`, or our model through a
 :class:`burstjdd.restore.Restorer`) runs on the SAME bursts; its output and the ground truth
@@ -42,11 +42,14 @@ from burstjdd.eval.baselines import (
     get_baseline,
 )
 from burstjdd.eval.metrics import protocol_srgb, psnr, ssim
-from burstjdd.models import hub
+from burstjdd.models import demosaicnet, hub
+from burstjdd.models.classical import CLASSICAL, is_classical
+from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import mosaic
-from burstjdd.raw.io import RawBurst, atomic_output
+from burstjdd.raw.files import atomic_output
 from burstjdd.raw.noise import NoiseLevel, add_noise, parse_noise
 from burstjdd.raw.unprocess import test_isp_params, unprocess
+from burstjdd.restore import Restorer
 from burstjdd.synth.burst import make_test_burst, simulate_burst
 from burstjdd.synth.motion import BICUBIC_SUPPORT_PX, apply_motion, constant_motion
 from burstjdd.synth.sources import ClipFolderSource, ImageFile, ImageFolderSource, derive_seed
@@ -120,8 +123,37 @@ def baseline_method(name: str) -> Method:
                   source_digest(baselines_module.__name__, *CLASSICAL_SOURCES))
 
 
+def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
+                 device: str = "auto", name: str | None = None) -> Method:
+    """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
+    ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``, run by a
+    :class:`~burstjdd.restore.Restorer`.
+
+    version = (weights sha256, digest of the classical pipeline's source, search radius in
+    full-res px): other weights, an edited merge/denoiser/demosaicker (which every model with a
+    classical base runs) or another radius are another cache key. WeightsError when the weights
+    cannot be loaded.
+    """
+    if is_classical(weights):
+        restorer = Restorer.from_pretrained(CLASSICAL, device=device, search_radius=search_radius)
+        weights_id, name = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}", name or CLASSICAL
+    else:
+        path = hub.resolve_weights(weights)
+        restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
+        weights_id = f"model:{hub.weights_digest(path)}"
+    version = f"{weights_id}:{_pipeline_digest()}:{search_radius}"
+    return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)
+
+
+def _pipeline_digest() -> str:
+    """sha256 (16 hex digits) of the source of the classical pipeline, which the classical
+    model and every residual model run: merge, denoiser, noise, demosaicnet, the base and its
+    model."""
+    return source_digest(*CLASSICAL_SOURCES, "burstjdd.models.jddb", "burstjdd.models.classical")
+
+
 def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = None,
-                    model_method: Callable[[str], Method] | None = None,
+                    search_radius: float | None = None, device: str = "auto",
                     note: Callable[[str], None] = print) -> list[Method]:
     """The methods to run, in order.
 
@@ -130,9 +162,8 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
     valid ones; a requested baseline whose optional dependency is missing raises
     BaselineUnavailableError. model: weights directory or shipped name; without it the default
     shipped weights are used if there are any, else our model is skipped with a ``note``
-    (an error when ``ours`` was named explicitly). model_method: weights → our model's Method
-    (``burstjdd.restore.model_method``, passed in because restore sits above eval); None
-    means our model is not evaluated.
+    (an error when ``ours`` was named explicitly). search_radius (full-res px, None: by image
+    size) and device: how our model runs (:func:`model_method`).
     """
     valid = [*BASELINES, OURS]
     names = list(names or [])
@@ -146,12 +177,12 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
         reason = BASELINES[m.name].unavailable_reason()
         if reason is not None:
             raise BaselineUnavailableError(f"baseline {m.name!r} cannot run: {reason}")
-    if want_ours and model_method is not None:
+    if want_ours:
         weights = model
         if weights is None:
             weights = hub.default_weights("cuda" if torch.cuda.is_available() else "cpu")
         if weights is not None:
-            methods.append(model_method(weights))
+            methods.append(model_method(weights, search_radius=search_radius, device=device))
         elif OURS in names:
             raise WeightsError(f"method {OURS!r} needs --model DIR: no weights are shipped")
         else:
@@ -204,7 +235,8 @@ def _spread(indices: Sequence[int], cap: int | None) -> list[int]:
 
 def clip_bursts(root: str | os.PathLike, noise: str | NoiseLevel = "high", *,
                 max_bursts: int | None = None, n_frames: int = N_FRAMES) -> list[BurstSpec]:
-    """Paper-protocol bursts (PROTOCOL.md) of every clip of ``root`` (``<root>/<clip>/<frame>``).
+    """Paper-protocol bursts (docs/protocol.md) of every clip of ``root``
+    (``<root>/<clip>/<frame>``).
 
     One burst per centre frame (frames n//2 .. len - 1 - n//2), at most ``max_bursts`` per clip,
     evenly spread. DataError: no clip, or a clip shorter than ``n_frames`` (named).
@@ -377,7 +409,7 @@ class ResultCache:
 
 def score(output: Tensor, burst: RawBurst) -> tuple[float, float]:
     """(PSNR, SSIM) of a method's output (3, H, W) linear camera RGB against ``burst.gt``, both
-    rendered with the protocol ISP (PROTOCOL.md)."""
+    rendered with the protocol ISP (docs/protocol.md "Rendering to sRGB")."""
     pred = protocol_srgb(output.detach().float().cpu(), burst.wb, burst.ccm)
     target = protocol_srgb(burst.gt.float(), burst.wb, burst.ccm)
     return psnr(pred, target), ssim(pred, target)
@@ -488,7 +520,7 @@ def stress_curve(root: str | os.PathLike, methods: Sequence[Method],
                  shifts: Sequence[float] = DEFAULT_SHIFTS, noise: str | NoiseLevel = "high", *,
                  max_images: int | None = None, seed: int = 0, cache: ResultCache | None = None,
                  out: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Benchmark 2 (PROTOCOL.md): mean PSNR/SSIM of each method vs the global shift between
+    """Benchmark 2 (docs/protocol.md): mean PSNR/SSIM of each method vs the global shift between
     neighbouring frames, on the stills under ``root`` (at most ``max_images``).
 
     Returns ``summarise`` of the results ({noise: {method: {"<shift>": cell, "Average"}}}).

@@ -38,7 +38,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _save(image: Image.Image, path: str | os.PathLike) -> Path:
-    from burstjdd.raw.io import atomic_output
+    from burstjdd.raw.files import atomic_output
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Image quality metrics of the evaluation protocol (PROTOCOL.md, official-code-notes "Metrics").
+"""Image quality metrics of the evaluation protocol (docs/protocol.md "Metrics";
+docs/official-network.md §6 "Metrics").
 
 Both metrics take gamma-encoded sRGB float images in [0, 1] of shape (3, H, W) (PyTorch
 tensors or NumPy arrays), scale them by 255 and compute in float64, as the official test
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from burstjdd.checks import check_shape
 from burstjdd.errors import DataError
 from burstjdd.raw.color import render
 
@@ -48,8 +50,7 @@ def _as_float64_pair(
     """Both images as float64 tensors (3, H, W) on pred's device, checked for equal shapes."""
     a = torch.as_tensor(np.asarray(pred) if not isinstance(pred, Tensor) else pred)
     b = torch.as_tensor(np.asarray(target) if not isinstance(target, Tensor) else target)
-    if a.dim() != 3 or a.shape[0] != 3:
-        raise DataError(f"metrics expect images of shape (3, H, W), got {tuple(a.shape)}")
+    check_shape(a, ("3", "H", "W"), what="metrics: image", error=DataError)
     if a.shape != b.shape:
         raise DataError(f"metrics: image shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     a = a.detach().to(torch.float64)

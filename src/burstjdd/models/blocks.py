@@ -1,4 +1,4 @@
-"""Convolutional building blocks of the generator (official-code-notes §2.1).
+"""Convolutional building blocks of the generator (docs/official-network.md §2.1).
 
 Both blocks keep the official layer order (and hence the official parameter order) so that the
 official checkpoints map onto them one to one. Their ``Conv2d`` layers use orthogonal weights
@@ -66,7 +66,7 @@ class ACNSeBlock(nn.Module):
     out = t2·(1 + ca + sa).  (B, n, H, W) → (B, n, H, W).
 
     The channel attention pools over the whole input, so the output depends on the tile size
-    (official-code-notes §8 item 16).
+    (docs/official-network.md §8 item 16).
     """
 
     def __init__(self, n: int) -> None:

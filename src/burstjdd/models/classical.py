@@ -15,10 +15,9 @@ from torch import Tensor, nn
 
 from . import demosaicnet
 from .jddb import ModelConfig, TwoStageJDDB, residual_base
+from .registry import CLASSICAL  # its name, registered in models.registry (not learned)
 
 __all__ = ["CLASSICAL", "ClassicalJDDB", "build_classical", "is_classical"]
-
-CLASSICAL = "classical"  # the name ``restore --model`` and ``Restorer.from_pretrained`` take
 
 
 def is_classical(name_or_path: object) -> bool:

@@ -3,8 +3,8 @@
 ``deform_conv2d`` follows ``torchvision.ops.deform_conv2d`` exactly (arguments, offset layout,
 sampling convention) and runs either torchvision's kernel, where torchvision imports and the op
 works on the input's device, or a pure-PyTorch implementation (``grid_sample`` + one matmul).
-The official checkpoints use the same layout (official-code-notes §2.3 (b)), so both backends run
-them unchanged.
+The official checkpoints use the same layout (docs/official-network.md §2.3 (b)), so both
+backends run them unchanged.
 
 Sampling convention (both backends): output pixel (i, j), kernel tap k = a·kw + b of deformable
 group g samples the input at
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from burstjdd.checks import check_shape
 from burstjdd.errors import ConfigError
 
 from .blocks import LRELU_SLOPE
@@ -116,11 +117,12 @@ def _check_shapes(
     dilation: tuple[int, int],
 ) -> None:
     """Raise ConfigError naming the shapes when the arguments do not fit together."""
-    if x.dim() != 4 or weight.dim() != 4 or offset.dim() != 4:
-        raise ConfigError(
-            f"deform_conv2d expects 4-D x, offset, weight; got {tuple(x.shape)}, "
-            f"{tuple(offset.shape)}, {tuple(weight.shape)}"
-        )
+    # The ranks first; how the sizes relate (groups, output size) is reported below, all
+    # problems in one message.
+    check_shape(x, ("B", "C", "H", "W"), what="deform_conv2d: x", error=ConfigError)
+    check_shape(offset, ("B", "2·G·kh·kw", "Ho", "Wo"), what="deform_conv2d: offset",
+                error=ConfigError)
+    check_shape(weight, ("O", "C", "kh", "kw"), what="deform_conv2d: weight", error=ConfigError)
     b, c, h, w = x.shape
     o, cw, kh, kw = weight.shape
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -204,8 +206,9 @@ class DCNv2Pack(nn.Module):
     ``conv_offset_mask`` (k×k conv, in → G·3·k², bias, zero-initialised) maps the offset
     feature to three equal chunks: offsets = cat(chunk1, chunk2), mask = σ(chunk3); so a fresh
     pack is a plain conv with mask 0.5. Main weight U(±1/sqrt(in·k²)), zero bias (official
-    DCN_sep / BasicSR DCNv2Pack; official-code-notes §2.3 (b)). ``extra_offset_layers`` conv3×3+LReLU
-    layers (default init) transform the offset feature first: the ``deep_ra`` ablation.
+    DCN_sep / BasicSR DCNv2Pack; docs/official-network.md §2.3 (b)). ``extra_offset_layers``
+    conv3×3+LReLU layers (default init) transform the offset feature first: the ``deep_ra``
+    ablation.
 
     forward(x (B, in, H, W), offset_feature (B, in, H, W)) → (B, out, H, W).
     """

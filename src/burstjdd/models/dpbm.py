@@ -1,6 +1,6 @@
 """Differentiable progressive block matching (DPBM): the coarse, patch-level alignment.
 
-Paper: Guo et al., CVPR 2022, §3.2, Eq. 1–2 and Fig. 2; METHOD.md §3. Each reference patch
+Paper: Guo et al., CVPR 2022, §3.2, Eq. 1–2 and Fig. 2; docs/method.md §3. Each reference patch
 (p × p on the LR feature grid, P = scale·p packed pixels) is matched against every other frame
 of the burst:
 
@@ -15,8 +15,8 @@ of the burst:
   ref+1, …, N−1) and each search is centred on the offset chosen for the previous frame in that
   direction, so the reach grows with the distance to the reference.
 
-Differences from the official code, on purpose (official-code-notes §8, items 4, 5, 7, 17): a
-candidate is valid when its whole patch lies in the frame (``<=``, no off-by-one at the last
+Differences from the official code, on purpose (docs/official-network.md §8, items 4, 5, 7,
+17): a candidate is valid when its whole patch lies in the frame (``<=``, no off-by-one at the last
 row/column); candidate ranges are symmetric (−R..+R and −s..+s, inclusive); offset 0 is the
 reference crop itself (origins live on the LR grid); and nothing loops over candidates,
 patches or batch items: each patch's search window is gathered by index arithmetic, all its
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from burstjdd.checks import check_same_shape, check_shape
 from burstjdd.errors import BurstFormatError, ConfigError
 
 # Memory budget of one vectorised step. The cost copies every candidate patch once: C·p·p·M
@@ -158,25 +159,18 @@ def check_inputs(feats: Tensor, frames: Tensor, noise: Tensor, ref: int, origins
                           f"scale >= 1; got {patch_lr}, {radius_lr}, {stride}, {scale}")
     if temperature is not None and not temperature > 0:
         raise ConfigError(f"coarse_align: temperature must be > 0 or None, got {temperature}")
-    if feats.dim() != 5:
-        raise BurstFormatError(f"coarse_align: feats must be (B, N, C, Hl, Wl), got "
-                               f"{tuple(feats.shape)}")
-    b, n, _, hl, wl = feats.shape
-    if frames.dim() != 5 or tuple(frames.shape[:2]) != (b, n) or \
-            tuple(frames.shape[-2:]) != (scale * hl, scale * wl):
-        raise BurstFormatError(f"coarse_align: frames {tuple(frames.shape)} do not match feats "
-                               f"{tuple(feats.shape)}: need (B, N, C, {scale}·Hl, {scale}·Wl)")
-    if noise.shape != frames.shape:
-        raise BurstFormatError(f"coarse_align: noise {tuple(noise.shape)} differs from frames "
-                               f"{tuple(frames.shape)}")
-    if guide is not None and (guide.dim() != 5 or tuple(guide.shape[:2]) != (b, n)
-                              or tuple(guide.shape[-2:]) != (hl, wl)):
-        raise BurstFormatError(f"coarse_align: guide {tuple(guide.shape)} does not match feats "
-                               f"{tuple(feats.shape)}: need (B, N, C', Hl, Wl)")
+    dims = check_shape(feats, ("B", "N", "C", "Hl", "Wl"), what="coarse_align: feats")
+    b, n, hl, wl = (dims[k] for k in ("B", "N", "Hl", "Wl"))
+    # frames lie on the grid the features were computed from: scale × finer
+    check_shape(frames, ("B", "N", "C", "H", "W"), what="coarse_align: frames",
+                sizes={"B": b, "N": n, "H": scale * hl, "W": scale * wl})
+    check_same_shape(noise, frames, what="coarse_align: noise", like_what="frames")
+    if guide is not None:
+        check_shape(guide, ("B", "N", "C'", "Hl", "Wl"), what="coarse_align: guide", sizes=dims)
     if not 0 <= ref < n:
         raise ConfigError(f"coarse_align: reference index {ref} outside 0..{n - 1}")
-    if origins_lr.dim() != 3 or origins_lr.shape[0] != b or origins_lr.shape[1] < 1 \
-            or origins_lr.shape[2] != 2 or origins_lr.dtype.is_floating_point \
+    check_shape(origins_lr, ("B", "K", "2"), what="coarse_align: origins_lr", sizes={"B": b})
+    if origins_lr.shape[1] < 1 or origins_lr.dtype.is_floating_point \
             or origins_lr.dtype == torch.bool:
         raise BurstFormatError(f"coarse_align: origins_lr must be an integer (B={b}, K>=1, 2) "
                                f"tensor, got {origins_lr.dtype} {tuple(origins_lr.shape)}")

@@ -1,10 +1,10 @@
 """Loop reference of :func:`burstjdd.models.dpbm.coarse_align`, for tests and benchmarks only.
 
-Written the obvious way, in the style of the official code (official-code-notes §3, §8 item 17):
-Python loops over batch items, patches, frames and candidates, each candidate patch sliced and
-compared on its own. Same arguments, candidate order, tie-breaking (first minimum) and outputs as
-the vectorised version, with the official bugs fixed the same way (``<=`` validity, symmetric
-ranges). Not differentiable by design (it runs under ``torch.no_grad``).
+Written the obvious way, in the style of the official code (docs/official-network.md §3, §8
+item 17): Python loops over batch items, patches, frames and candidates, each candidate patch
+sliced and compared on its own. Same arguments, candidate order, tie-breaking (first minimum)
+and outputs as the vectorised version, with the official bugs fixed the same way (``<=``
+validity, symmetric ranges). Not differentiable by design (it runs under ``torch.no_grad``).
 """
 
 from __future__ import annotations

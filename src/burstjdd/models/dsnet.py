@@ -1,12 +1,12 @@
 """DSNet, the lightweight downsampling net whose features drive the coarse alignment, and the
 two fixed (parameter-free) feature maps used beside it.
 
-* :class:`DSNet`: the official ``CNN_downsampling`` (official-code-notes §2.2), packed raw →
+* :class:`DSNet`: the official ``CNN_downsampling`` (docs/official-network.md §2.2), packed raw →
   16-channel features on the LR grid (1/4 of packed, 1/8 of full resolution).
 * :func:`bicubic_features`: bicubic ×1/4 of the packed raw, the features of the ``no_e2e``
   ablation (plain block matching, no DSNet, no gradient).
 * :func:`bilinear_guide`: bilinear ×1/4 of the CLEAN packed raw, the guidance features of the
-  L_BM loss (paper Eq. 6; official-code-notes §3.2 item 7).
+  L_BM loss (paper Eq. 6; docs/official-network.md §3.2 item 7).
 
 All three map (B, 4, h, w) to (B, C, ceil(h/4), ceil(w/4)), so any of them can feed
 :func:`burstjdd.models.dpbm.coarse_align`.
@@ -20,15 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstjdd.errors import BurstFormatError
+from burstjdd.checks import check_shape
 
 LRELU_SLOPE = 0.1
 DOWNSCALE = 4  # packed pixels per LR pixel (the official ``align_scale``)
-
-
-def _check_packed(y: Tensor, what: str) -> None:
-    if y.dim() != 4 or y.shape[1] != 4:
-        raise BurstFormatError(f"{what}: expected packed raw (B, 4, h, w), got {tuple(y.shape)}")
+_PACKED = ("B", "4", "h", "w")  # packed raw [R, Gr, Gb, B]
 
 
 def lr_size(h: int, w: int) -> tuple[int, int]:
@@ -70,7 +66,7 @@ class DSNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, y: Tensor) -> Tensor:
-        _check_packed(y, "DSNet input")
+        check_shape(y, _PACKED, what="DSNet input (packed raw)")
         return self.simple_block(y)
 
 
@@ -81,7 +77,7 @@ def bicubic_features(y: Tensor) -> Tensor:
     Antialiased (the kernel widens to the 4× footprint, like MATLAB's ``imresize``), which also
     averages the noise down before matching.
     """
-    _check_packed(y, "bicubic_features input")
+    check_shape(y, _PACKED, what="bicubic_features input (packed raw)")
     with torch.no_grad():
         return F.interpolate(y, size=lr_size(*y.shape[-2:]), mode="bicubic",
                              align_corners=False, antialias=True)
@@ -96,6 +92,6 @@ def bilinear_guide(y_clean: Tensor) -> Tensor:
 
     y_clean (B, 4, h, w) → (B, 4, ceil(h/4), ceil(w/4)).
     """
-    _check_packed(y_clean, "bilinear_guide input")
+    check_shape(y_clean, _PACKED, what="bilinear_guide input (packed raw)")
     return F.interpolate(y_clean, size=lr_size(*y_clean.shape[-2:]), mode="bilinear",
                          align_corners=False, antialias=False)

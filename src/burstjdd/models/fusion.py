@@ -1,5 +1,6 @@
 """Fusion of the aligned features: one ConvGRU run forward and backward towards the reference
-(official ``BiGRU``/``ConvGRU``, official-code-notes §2.3 (c), supplement Eq. for the BiGRU).
+(official ``BiGRU``/``ConvGRU``, docs/official-network.md §2.3 (c), supplement Eq. for the
+BiGRU).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ class BiGRUFusion(nn.Module):
 
     ONE cell is shared by both passes; the state starts at zero. The forward pass consumes
     frames 0..ref and the backward pass N−1..ref (the steps beyond the reference are never used,
-    official-code-notes §8 item 18); fused = conv1×1([h_f, h_b]).
+    docs/official-network.md §8 item 18); fused = conv1×1([h_f, h_b]).
 
     The interpolation branch (paper Eq. 7, L_ip) decodes the two states *just before* each pass
     consumes the reference (frames 0..ref−1 and ref+1..N−1; the zero state where a side is
     empty) through the same conv1×1. The reference can still reach it through the alignment
-    offsets (official-code-notes §8 item 14).
+    offsets (docs/official-network.md §8 item 14).
     """
 
     def __init__(self, nf: int) -> None:

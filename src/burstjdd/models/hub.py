@@ -27,8 +27,6 @@ import os
 import re
 import shutil
 import tempfile
-import types
-import typing
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -37,10 +35,11 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
-from burstjdd import __version__
+from burstjdd._version import __version__
 from burstjdd.errors import BurstJDDError, WeightsError
-from burstjdd.models.classical import CLASSICAL
+from burstjdd.models import registry
 from burstjdd.models.jddb import ModelConfig, TwoStageJDDB
+from burstjdd.typed import WEIGHTS_JSON, convert, field_hints
 
 FORMAT = "burstjdd-weights"
 FORMAT_VERSION = 1
@@ -81,54 +80,17 @@ def config_from_dict(data: object, source: str = "config") -> ModelConfig:
     if unknown:
         raise WeightsError(f"{where}: unknown key {unknown[0]!r}"
                            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
-    hints = typing.get_type_hints(ModelConfig)
+    hints = field_hints(ModelConfig)
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}")
+            kwargs[name] = convert(data[name], hints[name], f"{where}.{name}", WEIGHTS_JSON)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise WeightsError(f"{where}: missing key {name!r}")
     try:
         return ModelConfig(**kwargs)
     except BurstJDDError as exc:
         raise WeightsError(f"{where}: {exc}") from None
-
-
-def _coerce(value: object, hint: object, where: str) -> object:
-    """``value`` (parsed JSON) checked against the field type ``hint`` (bool, int, float, str,
-    None, Literal, unions, tuple/list of those); JSON lists become tuples where a tuple is due."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    bad = WeightsError(f"{where}: bad type {type(value).__name__} (expected {_hint_name(hint)})")
-    if origin is typing.Literal:
-        if any(value == a and type(value) is type(a) for a in args):
-            return value
-        raise WeightsError(f"{where}: bad value {value!r} (expected one of {list(args)})")
-    if origin is typing.Union or origin is types.UnionType:
-        for arm in args:
-            try:
-                return _coerce(value, arm, where)
-            except WeightsError:
-                pass
-        raise bad
-    if hint in (bool, int, float, str, type(None)):
-        if type(value) is hint or (hint is float and type(value) is int):
-            return float(value) if hint is float else value
-        raise bad
-    if origin in (tuple, list) and args:
-        if not isinstance(value, list):
-            raise bad
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                raise WeightsError(f"{where}: expected {len(args)} items, got {len(value)}")
-        else:
-            args = (args[0],) * len(value)
-        items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
-        return tuple(items) if origin is tuple else items
-    raise WeightsError(f"{where}: unsupported config field type {_hint_name(hint)}")
-
-
-def _hint_name(hint: object) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,11 +405,6 @@ def _shipped_root() -> Path | None:
     return Path(str(root)) if isinstance(root, Path) and root.is_dir() else None
 
 
-# Best first, per kind of device: on a CPU the compact model (3.8x fewer FLOPs) is the one that
-# restores a photo in reasonable time; an accelerator affords the paper's network.
-_PREFERENCE = {"cpu": ("compact", "paper"), "accelerator": ("paper", "compact")}
-
-
 def shipped_weights() -> list[str]:
     """Names of the weights directories shipped inside the package (``burstjdd/weights/``)."""
     root = _shipped_root()
@@ -458,11 +415,12 @@ def shipped_weights() -> list[str]:
 
 
 def default_weights(device: str | torch.device = "cpu") -> str | None:
-    """The shipped learned weights to use when none are named: the best shipped model that
-    fits ``device`` (a torch device or its type name), or None when none ship."""
+    """The shipped learned weights to use when none are named: the name of the best model for
+    ``device`` (a torch device or its type name; ranks of :mod:`burstjdd.models.registry`)
+    whose weights ship, or None when none ship."""
     kind = "cpu" if torch.device(device).type == "cpu" else "accelerator"
     shipped = shipped_weights()
-    return next((name for name in _PREFERENCE[kind] if name in shipped), None)
+    return next((e.name for e in registry.preferred(kind) if e.weights in shipped), None)
 
 
 # restore and demo take a shipped learned model by default only once it beats the best classical
@@ -478,14 +436,15 @@ def default_model(device: str | torch.device = "cpu") -> str:
     pipeline (which needs no trained weights but the bundled demosaicnet), so that restore
     always works."""
     learned = default_weights(device) if LEARNED_IS_DEFAULT else None
-    return learned or CLASSICAL
+    return learned or registry.CLASSICAL
 
 
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     """The weights directory for a path or a shipped name. Never uses the network.
 
-    An existing directory is returned as is; otherwise ``name_or_path`` must be the name of
-    a directory shipped in ``burstjdd/weights/``. Anything else raises :class:`WeightsError`
+    An existing directory is returned as is; otherwise ``name_or_path`` must be a model of
+    :mod:`burstjdd.models.registry` whose weights directory ships in ``burstjdd/weights/``, or
+    the name of any directory shipped there. Anything else raises :class:`WeightsError`
     listing the shipped names.
     """
     path = Path(name_or_path).expanduser()
@@ -497,8 +456,10 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     if path.exists():
         raise WeightsError(f"{path}: is a file, not a weights directory")
     name = str(name_or_path)
+    entry = registry.get(name)
+    folder = entry.weights if entry is not None and entry.weights is not None else name
     shipped = shipped_weights()
-    if name in shipped:
-        return _shipped_root() / name
+    if folder in shipped:
+        return _shipped_root() / folder
     known = f"shipped: {', '.join(shipped)}" if shipped else "no weights are shipped yet"
     raise WeightsError(f"{name}: no such weights directory or shipped name ({known})")

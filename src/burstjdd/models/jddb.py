@@ -1,11 +1,12 @@
 """The two-stage alignment network for JDD-B (Guo et al., CVPR 2022), composed from a typed config.
 
-Pipeline (METHOD.md §1): DSNet features → DPBM coarse alignment of reference patches
+Pipeline (docs/method.md §1): DSNet features → DPBM coarse alignment of reference patches
 (``coarse``), then per-frame features → PCD refined alignment → bidirectional ConvGRU fusion →
 learned 2× up-conversion → 3-scale UNet → linear camera RGB (``reconstruct``).
 
 Top-level submodules and the official state-dict prefixes they correspond to
-(official-code-notes §2 "State-dict prefixes"; G = JDDB_BiGRU, DSNet = CNN_downsampling):
+(docs/official-network.md §2.3 (f) "State-dict prefixes"; G = JDDB_BiGRU, DSNet =
+CNN_downsampling):
 
 ====================  ==========================================================================
 ours                  official
@@ -35,18 +36,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from burstjdd.checks import check_same_shape, check_shape
 from burstjdd.errors import BurstFormatError, ConfigError
-from burstjdd.raw.cfa import demosaic_bilinear, unpack
+from burstjdd.raw.cfa import LR_GRID, demosaic_bilinear, unpack
 from burstjdd.raw.merge import merge_and_denoise
 
-from . import demosaicnet
+from . import demosaicnet, registry
 from .blocks import ACNSeBlock, SimpleBlock
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
 from .dsnet import DSNet, bicubic_features
@@ -55,8 +58,8 @@ from .pcd import PCDAlignment
 from .unet import UNet, feature_upsampler
 
 CA_MODES = ("dpbm", "bicubic", "none")
-LR_SCALE = 4  # packed pixels per LR (DSNet) pixel
-FULL_RES_PER_LR = 8  # full-resolution pixels per LR pixel
+FULL_RES_PER_LR = LR_GRID  # full-resolution pixels per LR pixel (raw.cfa.LR_GRID)
+LR_SCALE = LR_GRID // 2  # packed pixels per LR (DSNet) pixel: 2 full-res pixels per packed one
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,10 @@ class ModelConfig:
     LR grid, stride-1 refinement, temporal propagation of the search centre; residual: the
     decoder predicts a correction added to a classical restoration of the coarsely aligned
     frames (HDR+ tile alignment, Wiener merge, GAT + non-local means, demosaicnet:
-    :func:`residual_base`; ours, not the paper's: "no global residual", official-code-notes §2;
-    training starts from an image as good as the best classical pipeline instead of a blank
-    one, which matters for short runs; the UNet takes the base as 3 extra input channels, so
-    that it corrects what it sees).
+    :func:`residual_base`; ours, not the paper's, whose output has "no global residual",
+    docs/official-network.md §1; docs/method.md §8.1; training starts from an image as good
+    as the best classical pipeline instead of a blank one, which matters for short runs; the
+    UNet takes the base as 3 extra input channels, so that it corrects what it sees).
     """
 
     nf: int = 64
@@ -122,20 +125,10 @@ class ModelConfig:
 RESIDUAL_INIT_SCALE = 1e-2  # last decoder conv's initial weights, relative to orthogonal
 RESIDUAL_BLUR = 0.7  # σ of the interpolation branch's base blur, full-res px
 
-PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(),  # the official network: G 12,052,144 parameters, DSNet 9,840
-    "compact": ModelConfig(nf=32, residual=True),  # ~4x fewer FLOPs, for CPU users
-}
-
-VARIANTS: dict[str, dict[str, object]] = {  # METHOD.md §2, paper Table 4 / supplement Table 1
-    "full": {},
-    "no_align": {"ca": "none", "ra": False},
-    "ca_only": {"ra": False},
-    "ra_only": {"ca": "none"},
-    "no_e2e": {"ca": "bicubic"},
-    "deep_ra": {"ca": "none", "ra": True, "ra_extra_offset_layers": 16},
-    "no_ip": {"use_interp": False},
-}
+# The ModelConfig of each registered preset and the ablation variants (both from the registry).
+PRESETS: Mapping[str, ModelConfig] = MappingProxyType({
+    name: ModelConfig(**registry.MODELS[name].preset) for name in registry.preset_names()})
+VARIANTS: Mapping[str, Mapping[str, object]] = registry.VARIANTS
 
 
 @dataclass
@@ -149,14 +142,15 @@ class JDDBOutput:
     ca: CoarseAlignment | None
 
 
+_BURST = ("B", "N", "4", "H", "W")  # packed frames and their noise map
+
+
 def _check_burst(frames: Tensor, noise: Tensor) -> tuple[int, int, int, int]:
-    """Raise BurstFormatError unless frames and noise are equal-shape (B, N, 4, H, W)."""
-    if frames.dim() != 5 or frames.shape[2] != 4 or frames.shape != noise.shape:
-        raise BurstFormatError(
-            f"expected frames and noise of shape (B, N, 4, H, W), got {tuple(frames.shape)} "
-            f"and {tuple(noise.shape)}"
-        )
-    b, n, _, h, w = frames.shape
+    """(B, N, H, W) of frames and noise of one shape (B, N, 4, H, W), none of them 0; raise
+    BurstFormatError otherwise."""
+    dims = check_shape(frames, _BURST, what="frames")
+    check_same_shape(noise, frames, what="noise", like_what="frames")
+    b, n, h, w = (dims[k] for k in "BNHW")
     if b == 0 or n == 0 or h == 0 or w == 0:
         raise BurstFormatError(f"empty burst: frames {tuple(frames.shape)}")
     return b, n, h, w
@@ -184,11 +178,9 @@ def _check_origins(
             f"coarse alignment needs H, W multiples of {LR_SCALE}, got frames of {h}x{w}"
         )
     origins = torch.as_tensor(origins, device=device)
-    if origins.dim() != 3 or origins.shape[0] != b or origins.shape[2] != 2 \
-            or origins.is_floating_point() or origins.dtype == torch.bool:
-        raise BurstFormatError(
-            f"origins must be integer (B={b}, K, 2), got {tuple(origins.shape)} {origins.dtype}"
-        )
+    check_shape(origins, ("B", "K", "2"), what="origins", sizes={"B": b})
+    if origins.is_floating_point() or origins.dtype == torch.bool:
+        raise BurstFormatError(f"origins must be integer, got {origins.dtype}")
     origins = origins.long()
     # One host sync per call: the origins are few and usually come from the host anyway.
     if bool((origins % LR_SCALE != 0).any()):
@@ -282,10 +274,7 @@ class TwoStageJDDB(nn.Module):
         """Matching features on the LR grid: frames (B, N, 4, H, W) noisy packed raw →
         (B, N, C, ceil(H/4), ceil(W/4)); DSNet (C = dsnet_width, differentiable) for ca="dpbm",
         bicubic ×1/4 (C = 4, no gradient) for ca="bicubic"."""
-        if frames.dim() != 5 or frames.shape[2] != 4:
-            raise BurstFormatError(
-                f"expected frames of shape (B, N, 4, H, W), got {tuple(frames.shape)}"
-            )
+        check_shape(frames, _BURST, what="frames")
         if self.config.ca == "none":
             raise ConfigError("model config ca='none' has no coarse-alignment features")
         b, n = frames.shape[:2]
@@ -309,9 +298,9 @@ class TwoStageJDDB(nn.Module):
 
         frames/noise (B, N, 4, H, W) packed, H and W multiples of 4; origins (B, K, 2) top-left
         (row, col) of each reference patch in PACKED pixels, multiples of 4 (the reference crop
-        lives on the LR grid, official-code-notes §8 item 7); size P packed pixels, a multiple
-        of 4; radius_px search radius in FULL-RESOLUTION pixels (1 LR px = 8 full-res px, so
-        R_lr = ceil(radius_px / 8)); temperature None = hard argmin, float = soft (training;
+        lives on the LR grid, docs/official-network.md §8 item 7); size P packed pixels, a
+        multiple of 4; radius_px search radius in FULL-RESOLUTION pixels (1 LR px = 8 full-res
+        px, so R_lr = ceil(radius_px / 8)); temperature None = hard argmin, float = soft (training;
         ignored for ca="bicubic", which is plain hard block matching); guide (B, N, C, H/4, W/4)
         clean guidance features for L_BM or None; feats: ``ca_features(frames)`` when the caller
         already has them (whole-image restore computes them once for all its tiles).
@@ -418,10 +407,7 @@ class TwoStageJDDB(nn.Module):
         if size is None:
             raise BurstFormatError("origins were given without a patch size")
         origins = torch.as_tensor(origins, device=frames.device)
-        if origins.shape != (b, 2):
-            raise BurstFormatError(
-                f"origins must have shape (B={b}, 2), got {tuple(origins.shape)}"
-            )
+        check_shape(origins, ("B", "2"), what="origins", sizes={"B": b})
         ca = self.coarse(
             frames, noise, ref, origins[:, None], size, search_radius, temperature, guide
         )
@@ -474,11 +460,14 @@ def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
 
 
 def build_model(
-    preset: str = "paper", variant: str = "full", *, seed: int | None = None, **overrides: object
+    preset: str = "paper", variant: str | None = None, *, seed: int | None = None,
+    **overrides: object
 ) -> TwoStageJDDB:
     """Build a model from a preset ("paper" | "compact"), an ablation variant ("full" |
-    "no_align" | "ca_only" | "ra_only" | "no_e2e" | "deep_ra" | "no_ip") and ModelConfig field
-    overrides (applied last). Unknown names raise ConfigError listing the valid ones.
+    "no_align" | "ca_only" | "ra_only" | "no_e2e" | "deep_ra" | "no_ip"; None: the preset's
+    default, "full") and ModelConfig field overrides (applied last); presets and variants are
+    those of :mod:`burstjdd.models.registry`. Unknown names raise ConfigError listing the valid
+    ones.
     A residual model's base demosaicker gets the bundled pretrained demosaicnet weights."""
     model = TwoStageJDDB(make_config(preset, variant, **overrides), seed=seed)
     base = model.base_demosaic
@@ -487,10 +476,13 @@ def build_model(
     return model
 
 
-def make_config(preset: str = "paper", variant: str = "full", **overrides: object) -> ModelConfig:
+def make_config(preset: str = "paper", variant: str | None = None,
+                **overrides: object) -> ModelConfig:
     """The ModelConfig of ``build_model`` (same arguments), without building the model."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown model preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if variant is None:
+        variant = registry.MODELS[preset].variant
     if variant not in VARIANTS:
         raise ConfigError(f"unknown model variant {variant!r}; valid: {', '.join(VARIANTS)}")
     fields = [f.name for f in dataclasses.fields(ModelConfig)]

@@ -4,13 +4,13 @@ The official release is two pickled PyTorch state dicts: the generator G (``JDDB
 nf = 64, 8 deformable groups) and the DSNet (``CNN_downsampling``). They are read with
 ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers, so a
 checkpoint cannot run code. The official key names and shapes are derived here from the
-layer lists in ``official-code-notes.md`` §2 and the module attribute names of the official
+layer lists in ``docs/official-network.md`` §2 and the module attribute names of the official
 ``BaseBlocks.py``, ``DAlign_Block.py``, ``JDDB_BiGRU_Dconv_wInter.py`` and ``deep_down.py``.
 
 Conversion is a rename (module-prefix table) with shape checks; no tensor is permuted: our
 blocks keep the official inner names and layer order, and our DCN pack splits
 ``conv_offset_mask`` into (offsets, offsets, mask) chunks with the same (Δrow, Δcol) channel
-interleaving as the official mmcv kernel (official-code-notes §2.3 (b)).
+interleaving as the official mmcv kernel (docs/official-network.md §2.3 (b)).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from burstjdd.errors import WeightsError
-from burstjdd.raw.io import require_regular_file
 from burstjdd.models.hub import (check_state_dict, meta_model, model_from_state, save_pretrained,
                                  sha256_file)
 from burstjdd.models.jddb import make_config
+from burstjdd.raw.files import require_regular_file
 
 Shape = tuple[int, ...]
 NETS = ("G", "DSNet")
@@ -137,7 +137,7 @@ def _official_dsnet(width: int = 16) -> dict[str, Shape]:
 def official_key_shapes(net: str = "G") -> dict[str, Shape]:
     """Key -> shape of the official state dict of ``net`` ("G" or "DSNet"), in module order.
 
-    G has 12,052,144 parameters and the DSNet 9,840 (official-code-notes.md §2).
+    G has 12,052,144 parameters and the DSNet 9,840 (docs/official-network.md §2.3 (f)).
     """
     if net == "G":
         return _official_g(nf=64, groups=8)
@@ -291,11 +291,13 @@ def convert_files(g_path: str | os.PathLike, dsnet_path: str | os.PathLike,
         "G sha256": sha256_file(g_path),
         "DSNet checkpoint": dsnet_path.name,
         "DSNet sha256": sha256_file(dsnet_path),
-        "training data": "REDS train + val clips (authors' training; official-code-notes §5)",
+        "training data": "REDS train + val clips (authors' training; docs/official-network.md "
+                         "§5)",
         "iterations": "as released (the authors test REDS4 with 600k-iteration and "
                       "Videezy4K with 550k-iteration checkpoints)",
         "noise map": "official G trained with shot*y + read, tested with "
-                     "sqrt(shot*y + read^2); burstjdd feeds the latter (official-code-notes §1)",
+                     "sqrt(shot*y + read^2); burstjdd feeds the latter "
+                     "(docs/official-network.md §1)",
         "measured quality": "not measured by the converter",
     }
     return save_pretrained(model, out_dir, card=card, dtype=dtype, overwrite=overwrite)

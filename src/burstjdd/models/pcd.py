@@ -1,5 +1,5 @@
 """Refined alignment: EDVR's pyramid / deformable alignment without the cascading stage
-(official ``Self_Easy_PCD``, official-code-notes §2.3 (b)).
+(official ``Self_Easy_PCD``, docs/official-network.md §2.3 (b)).
 
 Every frame, the reference included, is aligned to the reference with the same weights; the
 frames are folded into the batch so the N alignments run as one batched pass. Runs at packed
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstjdd.errors import BurstFormatError
+from burstjdd.checks import check_shape
 
 from .blocks import lrelu
 from .deform import DCNv2Pack
@@ -88,11 +88,9 @@ class PCDAlignment(nn.Module):
         """feats (B, N, C, h, w) per-frame features, h and w multiples of 4; ref in [0, N).
 
         Returns the aligned features (B, N, C, h, w); frame t is aligned to frame ``ref``."""
+        check_shape(feats, ("B", "N", "C", "h", "w"), what="PCD alignment: feats",
+                    multiple_of={"h": 4, "w": 4})
         b, n, c, h, w = feats.shape
-        if h % 4 or w % 4:
-            raise BurstFormatError(
-                f"PCD alignment needs h, w multiples of 4, got features {tuple(feats.shape)}"
-            )
         nbr = self.pyramid(feats.reshape(b * n, c, h, w))
         # The reference pyramid, repeated for every frame it is paired with.
         refs = [lvl.view(b, n, *lvl.shape[1:])[:, ref : ref + 1].expand(b, n, *lvl.shape[1:])

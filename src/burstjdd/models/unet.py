@@ -1,5 +1,5 @@
 """Packed → full-resolution up-conversion and the 3-scale UNet that decodes the fused feature
-into linear camera RGB (official-code-notes §2.3 (d)–(e)).
+into linear camera RGB (docs/official-network.md §2.3 (d)–(e)).
 """
 
 from __future__ import annotations

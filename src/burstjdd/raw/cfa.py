@@ -13,9 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from burstjdd.checks import check_shape
 from burstjdd.errors import BurstFormatError
 
 PATTERNS: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+# The LR grid of coarse alignment, in full-resolution pixels per LR (DSNet feature) pixel:
+# 2 per packed pixel x 4 packed pixels per LR pixel. Defined once here, the lowest layer that
+# needs it: synth snaps reference crops to it, models and restore align and tile on it.
+LR_GRID = 8
 
 # Flipping these dims of a mosaic of the given phase yields an RGGB mosaic (and back).
 _FLIPS: dict[str, tuple[int, ...]] = {
@@ -37,21 +43,13 @@ def check_pattern(name: str) -> str:
     raise BurstFormatError(f"unknown CFA pattern {name!r}; expected one of {', '.join(PATTERNS)}")
 
 
-def _check_even(x: Tensor, what: str) -> None:
-    if x.dim() < 2:
-        raise BurstFormatError(f"{what}: expected a tensor (..., H, W), got shape {tuple(x.shape)}")
-    h, w = x.shape[-2:]
-    if h % 2 or w % 2:
-        raise BurstFormatError(f"{what}: H and W must be even, got {h}x{w}")
-
-
 def pack(raw: Tensor) -> Tensor:
     """Pack an RGGB mosaic into its four 2x2 sub-lattices.
 
     raw (..., H, W), H and W even -> (..., 4, H/2, W/2) with channels [R, Gr, Gb, B] taken from
     the pixels (0, 0), (0, 1), (1, 0), (1, 1) of each 2x2 cell.
     """
-    _check_even(raw, "pack")
+    check_shape(raw, ("*", "H", "W"), what="pack: raw", multiple_of={"H": 2, "W": 2})
     h, w = raw.shape[-2] // 2, raw.shape[-1] // 2
     cells = raw.unflatten(-1, (w, 2)).unflatten(-3, (h, 2))  # (..., h, 2, w, 2)
     cells = cells.movedim((-3, -1), (-4, -3))  # (..., 2 [row], 2 [col], h, w)
@@ -60,8 +58,7 @@ def pack(raw: Tensor) -> Tensor:
 
 def unpack(packed: Tensor) -> Tensor:
     """Inverse of :func:`pack`: (..., 4, h, w) [R, Gr, Gb, B] -> RGGB mosaic (..., 2h, 2w)."""
-    if packed.dim() < 3 or packed.shape[-3] != 4:
-        raise BurstFormatError(f"unpack: expected (..., 4, h, w), got shape {tuple(packed.shape)}")
+    check_shape(packed, ("*", "4", "h", "w"), what="unpack: packed")
     h, w = packed.shape[-2:]
     cells = packed.unflatten(-3, (2, 2))  # (..., 2 [row], 2 [col], h, w)
     cells = cells.movedim((-4, -3), (-3, -1))  # (..., h, 2, w, 2)
@@ -75,9 +72,7 @@ def mosaic(rgb: Tensor, pattern: str = "RGGB") -> Tensor:
     the pattern puts there (e.g. RGGB: raw[0, 0] = R, raw[0, 1] = raw[1, 0] = G, raw[1, 1] = B).
     """
     pattern = check_pattern(pattern)
-    if rgb.dim() < 3 or rgb.shape[-3] != 3:
-        raise BurstFormatError(f"mosaic: expected (..., 3, H, W), got shape {tuple(rgb.shape)}")
-    _check_even(rgb, "mosaic")
+    check_shape(rgb, ("*", "3", "H", "W"), what="mosaic: rgb", multiple_of={"H": 2, "W": 2})
     h, w = rgb.shape[-2:]
     cell = torch.tensor([_CHANNEL[c] for c in pattern], device=rgb.device).view(2, 2)
     index = cell.repeat(h // 2, w // 2)  # (H, W) channel index of each site
@@ -93,7 +88,7 @@ def to_rggb(x: Tensor, pattern: str) -> Tensor:
     flip, not a crop: no edge row or column is dropped and :func:`from_rggb` restores x exactly.
     """
     pattern = check_pattern(pattern)
-    _check_even(x, "to_rggb")
+    check_shape(x, ("*", "H", "W"), what="to_rggb: x", multiple_of={"H": 2, "W": 2})
     dims = _FLIPS[pattern]
     return x.flip(dims) if dims else x
 

@@ -13,30 +13,24 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from burstjdd.errors import BurstFormatError
+from burstjdd.checks import check_shape
 
 _EPS = 1e-8  # floor before fractional powers: keeps gradients finite at 0 (as Brooks et al.)
-
-
-def _check_rgb(rgb: Tensor, what: str) -> None:
-    if rgb.dim() < 3 or rgb.shape[-3] != 3:
-        raise BurstFormatError(f"{what}: expected an image (..., 3, H, W), got {tuple(rgb.shape)}")
+_IMAGE = ("*", "3", "H", "W")
 
 
 def _gains_like(gains: Tensor | Sequence[float], rgb: Tensor, what: str) -> Tensor:
     """Gains (..., 3) as (..., 3, 1, 1) in rgb's dtype/device, ready to broadcast."""
-    _check_rgb(rgb, what)
+    check_shape(rgb, _IMAGE, what=f"{what}: rgb")
     g = torch.as_tensor(gains, dtype=rgb.dtype, device=rgb.device)
-    if g.dim() < 1 or g.shape[-1] != 3:
-        raise BurstFormatError(f"{what}: expected gains (..., 3), got {tuple(g.shape)}")
+    check_shape(g, ("*", "3"), what=f"{what}: gains")
     return g[..., :, None, None]
 
 
 def _ccm_like(ccm: Tensor | Sequence[Sequence[float]], rgb: Tensor, what: str) -> Tensor:
-    _check_rgb(rgb, what)
+    check_shape(rgb, _IMAGE, what=f"{what}: rgb")
     m = torch.as_tensor(ccm, dtype=rgb.dtype, device=rgb.device)
-    if m.dim() < 2 or m.shape[-2:] != (3, 3):
-        raise BurstFormatError(f"{what}: expected a matrix (..., 3, 3), got {tuple(m.shape)}")
+    check_shape(m, ("*", "3", "3"), what=f"{what}: ccm")
     return m
 
 
@@ -112,7 +106,8 @@ def inverse_smoothstep(x: Tensor) -> Tensor:
 def render(
     rgb: Tensor, wb: Tensor | Sequence[float], ccm: Tensor | Sequence[Sequence[float]]
 ) -> Tensor:
-    """The metric ISP Γ (PROTOCOL.md; official ``process_test``): camera RGB -> sRGB.
+    """The metric ISP Γ (docs/protocol.md "Rendering to sRGB"; official ``process_test``):
+    camera RGB -> sRGB.
 
     gains ``wb`` -> clamp [0, 1] -> ``ccm`` (white-balanced camera RGB -> linear sRGB) ->
     clamp [0, 1] -> x^(1/2.2). No tone curve. rgb (..., 3, H, W) linear camera RGB,

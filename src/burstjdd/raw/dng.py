@@ -38,14 +38,9 @@ from typing import Any
 import numpy as np
 
 from burstjdd.errors import BurstFormatError
-from burstjdd.raw.io import (
-    RawBurst,
-    _image_chw,
-    _quantize_hwc,
-    atomic_output,
-    burst_orientation,
-    crop_padding,
-)
+from burstjdd.raw.burst import RawBurst
+from burstjdd.raw.files import atomic_output
+from burstjdd.raw.image import _image_chw, _quantize_hwc, burst_orientation, crop_padding
 from burstjdd.raw.unprocess import RGB2XYZ
 
 __all__ = ["dng_color_tags", "write_linear_dng"]

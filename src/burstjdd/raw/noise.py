@@ -2,10 +2,10 @@
 
 ``x`` is the clean signal and ``y`` the noisy observation, both in normalised units [0, 1]
 (black level 0, white level 1). ``shot`` is a variance slope (not squared) and ``read`` a
-standard deviation, as in the paper (§4.1) and the official code (official-code-notes.md §1).
-The noisy raw is clipped to [0, 1]; the noise map fed to the network is the per-pixel
-standard deviation predicted from the noisy ``y`` (METHOD.md §5), the same formula in training
-and at test time.
+standard deviation, as in the paper (§4.1) and the official code (docs/official-network.md
+§1). The noisy raw is clipped to [0, 1]; the noise map fed to the network is the per-pixel
+standard deviation predicted from the noisy ``y`` (docs/method.md §5), the same formula in
+training and at test time.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class NoiseLevel:
         return var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)
 
 
-# PROTOCOL.md: the two synthetic test levels.
+# docs/protocol.md "Noise levels": the two synthetic test levels.
 PRESETS: dict[str, NoiseLevel] = {
     "low": NoiseLevel(2.5e-3, 1e-2),
     "high": NoiseLevel(6.4e-3, 2e-2),
@@ -111,7 +111,8 @@ def parse_noise(spec: str) -> NoiseLevel:
 
 
 def _draw_log_uniform(batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(shot, read), each (batch,) float64 on the generator's device; log-uniform, METHOD.md §5."""
+    """(shot, read), each (batch,) float64 on the generator's device; log-uniform,
+    docs/method.md §5."""
     u = torch.rand(2, batch, generator=generator, dtype=torch.float64, device=generator.device)
     (s0, s1), (r0, r1) = SHOT_LOG10_RANGE, READ_LOG10_RANGE
     shot = 10.0 ** (s0 + (s1 - s0) * u[0])
@@ -120,7 +121,8 @@ def _draw_log_uniform(batch: int, generator: torch.Generator) -> tuple[Tensor, T
 
 
 def sample_noise_level(generator: torch.Generator) -> NoiseLevel:
-    """Draw one training noise level: shot = 10^U(-4,-2), read = 10^U(-3,-1.5) (METHOD.md §5).
+    """Draw one training noise level: shot = 10^U(-4,-2), read = 10^U(-3,-1.5) (docs/method.md
+    §5).
 
     Consumes the same random numbers as ``sample_noise_levels(1, generator)``.
     """
@@ -148,7 +150,7 @@ def _check_level(name: str, value: float | Tensor) -> None:
 def add_noise(
     clean: Tensor, shot: float | Tensor, read: float | Tensor, generator: torch.Generator
 ) -> Tensor:
-    """Noisy raw y = clip(x + N(0, shot * x + read**2), 0, 1) (paper §4.1, METHOD.md §5).
+    """Noisy raw y = clip(x + N(0, shot * x + read**2), 0, 1) (paper §4.1, docs/method.md §5).
 
     clean: (...) clean signal x in [0, 1]; shot/read: floats or tensors broadcastable to ``clean``
     (e.g. (B, 1, 1, 1) for one level per burst). The noise is independent per element and drawn
@@ -162,7 +164,7 @@ def add_noise(
 
 
 def noise_map(noisy: Tensor, shot: float | Tensor, read: float | Tensor) -> Tensor:
-    """Noise map M = sqrt(shot * y + read**2) from the noisy raw y (METHOD.md §5).
+    """Noise map M = sqrt(shot * y + read**2) from the noisy raw y (docs/method.md §5).
 
     noisy: (...) y in [0, 1]; shot/read: floats or tensors broadcastable to ``noisy``.
     Returns (...) the predicted per-pixel standard deviation (normalised units). The argument of

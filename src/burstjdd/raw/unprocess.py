@@ -1,6 +1,6 @@
 """sRGB -> linear camera RGB, after Brooks et al., "Unprocessing Images for Learned Raw
-Denoising" (CVPR 2019), as used by the JDD-B training and test data (METHOD.md §5,
-official-code-notes §5-6).
+Denoising" (CVPR 2019), as used by the JDD-B training and test data (docs/method.md §5,
+docs/official-network.md §5-6).
 
 Metadata are sampled into an :class:`IspParams` (explicit ``torch.Generator``), then applied by
 the deterministic :func:`unprocess`. :func:`process` is its forward twin with the tone curve;
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from burstjdd.checks import check_shape
 from burstjdd.errors import ConfigError
 from burstjdd.raw.color import (
     apply_ccm,
@@ -63,8 +64,7 @@ class IspParams:
     def __post_init__(self) -> None:
         for name in ("rgb2cam", "cam2rgb"):
             m = torch.as_tensor(getattr(self, name), dtype=torch.float32, device="cpu")
-            if m.shape != (3, 3):
-                raise ConfigError(f"IspParams.{name}: expected shape (3, 3), got {tuple(m.shape)}")
+            check_shape(m, ("3", "3"), what=f"IspParams.{name}", error=ConfigError)
             object.__setattr__(self, name, m)
         for name in ("rgb_gain", "red_gain", "blue_gain"):
             value = float(getattr(self, name))
@@ -127,7 +127,8 @@ def sample_isp_params(generator: torch.Generator) -> IspParams:
 
 
 def test_isp_params() -> IspParams:
-    """The fixed metadata of the synthetic test protocol (PROTOCOL.md, official test scripts).
+    """The fixed metadata of the synthetic test protocol (docs/protocol.md "Synthetic test
+    bursts"; the official test scripts, docs/official-network.md §6).
 
     xyz2cam = the first Brooks matrix, red gain 2.0, blue gain 1.7, rgb gain 1.0.
     """

@@ -1,4 +1,4 @@
-"""Clean sRGB frames -> synthetic noisy raw bursts (METHOD.md §5, PROTOCOL.md).
+"""Clean sRGB frames -> synthetic noisy raw bursts (docs/method.md §5, docs/protocol.md).
 
 Every burst follows the same chain: sRGB -> ``unprocess`` (linear camera RGB, one set of ISP
 metadata per burst) -> motion (``synth.motion``, applied to the clean linear RGB) -> Bayer
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from burstjdd.errors import ConfigError, DataError
-from burstjdd.raw.cfa import check_pattern, mosaic, pack
-from burstjdd.raw.io import RawBurst
+from burstjdd.raw.burst import RawBurst
+from burstjdd.raw.cfa import LR_GRID, check_pattern, mosaic, pack
 from burstjdd.raw.noise import NoiseLevel, add_noise, noise_map, parse_noise, sample_noise_level
 from burstjdd.raw.unprocess import IspParams, sample_isp_params, test_isp_params, unprocess
 from burstjdd.synth.motion import (
@@ -42,7 +42,6 @@ SAMPLE_KEYS = (
     "frames", "noise_map", "clean", "gt", "origin", "ref", "noise",
     "wb", "cam2rgb", "rgb2cam", "rgb_gain", "red_gain", "blue_gain",
 )
-LR_GRID = 8  # full-resolution pixels per LR (DSNet) pixel: the reference crop is snapped to it
 # simulate_burst's longest burst: 64 frames of 1080p with ground truth and flow take ~3 GB (the
 # paper's bursts have 5); a count beyond it is a typo, refused before any work.
 MAX_FRAMES = 64
@@ -267,7 +266,7 @@ def simulate_burst(
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Settings of training samples (METHOD.md §5). Lengths in full-resolution pixels.
+    """Settings of training samples (docs/method.md §5). Lengths in full-resolution pixels.
 
     n_frames: burst length N (reference N // 2). gt_size: GT crop side (multiple of 8; 128 =
     64 packed). search_radius: coarse-alignment radius; each side gets ceil(radius / 8) * 8 px of
@@ -344,7 +343,8 @@ def _dihedral(x: Tensor, k: int) -> Tensor:
 def make_training_sample(
     source: Sequence[Frame | Tensor] | Tensor, config: SampleConfig, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """One training sample (METHOD.md §5) from a still or a clip; randomness from ``generator``.
+    """One training sample (docs/method.md §5) from a still or a clip; randomness from
+    ``generator``.
 
     source: a still ((3, H, W) tensor or a one-frame list) or a clip (frames or (M, 3, H, W),
     M >= n_frames), sRGB in [0, 1]. Clips: frame interval k and direction drawn, then synthetic
@@ -432,7 +432,7 @@ def make_test_burst(
     *,
     n_frames: int = 5,
 ) -> RawBurst:
-    """The paper's synthetic test burst (PROTOCOL.md) of frame ``centre`` of a clip.
+    """The paper's synthetic test burst (docs/protocol.md) of frame ``centre`` of a clip.
 
     Window [centre - n//2, centre + n//2] (centre frames only: DataError if it leaves the clip),
     fixed metadata ``test_isp_params()``, RGGB, noise of frame j drawn from a generator seeded by

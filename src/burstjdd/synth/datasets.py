@@ -9,7 +9,7 @@ triples get distinct generator seeds (a collision has probability ~2^-63), so di
 and ranks give different samples; give every distributed rank its own ``rank``. For fresh
 samples each epoch, build the dataset with a per-epoch seed, e.g. ``derive_seed(base, epoch)``.
 
-``EvalDataset`` is fixed by the protocol (PROTOCOL.md): noise seeded per (clip, frame index),
+``EvalDataset`` is fixed by the protocol (docs/protocol.md): noise seeded per (clip, frame index),
 fixed ISP metadata; stills get synthetic motion seeded per (seed, source, image).
 """
 
@@ -131,7 +131,7 @@ class TrainingDataset(Dataset):
 
 
 class EvalDataset(Dataset):
-    """Paper-protocol test bursts (PROTOCOL.md) of one source, as sample dicts
+    """Paper-protocol test bursts (docs/protocol.md) of one source, as sample dicts
     (``make_test_sample`` keys; ``item`` = (clip, centre frame) long; whole frames, so use
     batch_size 1 when sizes differ).
 

@@ -117,7 +117,7 @@ class MotionParams:
 def constant_motion(n_frames: int, ref: int, step: tuple[float, float]) -> MotionParams:
     """Pure translation at constant velocity: s_t = (t - ref) * step, no rotation/zoom/objects.
 
-    The fixed-shift stress test (PROTOCOL.md benchmark 2) uses this.
+    The fixed-shift stress test (docs/protocol.md "Benchmarks", 2) uses this.
     """
     s = tuple(((t - ref) * float(step[0]), (t - ref) * float(step[1])) for t in range(n_frames))
     return MotionParams(ref, s, (0.0,) * n_frames, (1.0,) * n_frames)

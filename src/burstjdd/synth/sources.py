@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from burstjdd.errors import DataError
-from burstjdd.raw.io import require_regular_file
+from burstjdd.raw.files import require_regular_file
 
 IMAGE_EXTENSIONS = frozenset(
     ".png .apng .jpg .jpeg .jpe .jfif .webp .bmp .dib .tif .tiff .ppm .pgm .pnm .pbm .gif .tga "

@@ -31,7 +31,7 @@ import torch
 
 from burstjdd.errors import WeightsError
 from burstjdd.models.hub import model_from_state, save_pretrained
-from burstjdd.raw.io import atomic_output
+from burstjdd.raw.files import atomic_output
 from burstjdd.train.config import TrainConfig, load_config
 
 FORMAT = "burstjdd-checkpoint"

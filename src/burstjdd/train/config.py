@@ -1,10 +1,11 @@
 """Typed training configuration: frozen dataclasses, YAML only serialises them.
 
 A :class:`TrainConfig` has six sections, ``model``, ``data``, ``optim``, ``schedule``, ``loss`` and
-``run``; the defaults are the official run (official-code-notes §7, METHOD.md §6). YAML files
-(``configs/*.yaml``) may give any subset of keys; missing keys take the defaults. Loading is
-strict: an unknown key is an error naming the dotted key (``optim.lr_gg``), a value of the wrong
-type is an error naming the key and the expected type (checked against the dataclass type hints),
+``run``; the defaults are the official run (docs/official-network.md §7, docs/method.md §6).
+YAML files (``configs/*.yaml``) may give any subset of keys; missing keys take the defaults.
+Loading is strict: an unknown key is an error naming the dotted key (``optim.lr_gg``), a value
+of the wrong type is an error naming the key and the expected type (checked against the
+dataclass type hints by :func:`burstjdd.typed.convert`, YAML dialect),
 and out-of-range values are errors too. Command-line overrides are ``key.sub=value`` with the value
 parsed by ``yaml.safe_load`` (``optim.lr_g=2e-4``, ``optim.betas=[0.9,0.999]``,
 ``model.overrides.nf=32``) and type-checked the same way. Every error is a one-line
@@ -20,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import yaml
 
 from burstjdd.errors import BurstJDDError, ConfigError, DataError
 from burstjdd.models.jddb import ModelConfig, make_config
-from burstjdd.raw.io import atomic_output, require_regular_file
+from burstjdd.raw.files import atomic_output, require_regular_file
 from burstjdd.raw.noise import parse_noise
 from burstjdd.train.losses import LossWeights
 from burstjdd.train.schedule import (
@@ -43,11 +42,11 @@ from burstjdd.train.schedule import (
     check_fraction,
     cycle_bounds,
 )
+from burstjdd.typed import TRAINING_YAML, convert, field_hints, short_repr
 
 Precision = Literal["auto", "fp32", "bf16"]
 Synthesis = Literal["loader", "device"]
 BUILTIN_SOURCES = ("builtin:skimage", "builtin:dead_leaves")  # data sources with no path
-_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -63,108 +62,6 @@ def _is_noise(text: str) -> bool:
 # ---------------------------------------------------------------------- type checking
 
 
-def _type_name(tp: Any) -> str:
-    """Human name of a type hint, in YAML words (tuples and lists are both YAML lists)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return "any value"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
-    if origin is list:
-        return f"a list of {_type_name(args[0])}"
-    if origin is dict:
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _short(value: Any) -> str:
-    text = repr(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """``value`` checked against the type hint ``tp`` (lists become tuples for tuple fields).
-
-    Raises ConfigError "<key> must be <type>, got <type> <value>" on a mismatch.
-    """
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-
-    def wrong() -> ConfigError:
-        return ConfigError(
-            f"{key} must be {_type_name(tp)}, got {type(value).__name__} {_short(value)}")
-
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        raise wrong()
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise wrong()
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError:
-                pass
-        raise wrong()
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise wrong()
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise wrong()
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value)
-        raise wrong()
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise wrong()
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise wrong()
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                raise wrong()
-            items = [_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
-        else:
-            items = [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise wrong()
-        value_type = args[1]
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(f"{key} keys must be strings, got {type(k).__name__} {_short(k)}")
-            out[k] = _convert(v, value_type, f"{key}.{k}")
-        return out
-    raise TypeError(f"config field {key}: unsupported type hint {tp!r}")  # a bug, not bad input
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """Resolved type hints of a dataclass's fields (ClassVars left out), in field order."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
 class _Section:
     """Mixin of the config sections: type-checks its fields (turning YAML lists into tuples) and
     then runs the section's value checks, naming keys as ``<name>.<field>``."""
@@ -172,8 +69,9 @@ class _Section:
     name: ClassVar[str]
 
     def __post_init__(self) -> None:
-        for name, tp in _hints(type(self)).items():
-            object.__setattr__(self, name, _convert(getattr(self, name), tp, f"{self.name}.{name}"))
+        for name, tp in field_hints(type(self)).items():
+            object.__setattr__(self, name, convert(getattr(self, name), tp, f"{self.name}.{name}",
+                                                   TRAINING_YAML))
         self.check()
 
     def check(self) -> None:
@@ -182,7 +80,7 @@ class _Section:
     def _require(self, ok: bool, field_name: str, what: str) -> None:
         if not ok:
             raise ConfigError(f"{self.name}.{field_name} must be {what}, got "
-                              f"{_short(getattr(self, field_name))}")
+                              f"{short_repr(getattr(self, field_name))}")
 
 
 # ---------------------------------------------------------------------- sections
@@ -362,7 +260,7 @@ class TrainConfig:
     run: RunSection = field(default_factory=RunSection)
 
     def __post_init__(self) -> None:
-        for name, cls in _hints(TrainConfig).items():
+        for name, cls in field_hints(TrainConfig).items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got "
                                   f"{type(getattr(self, name)).__name__}")
@@ -392,7 +290,7 @@ def config_from_dict(data: Any, source: str = "config") -> TrainConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
-    hints = _hints(TrainConfig)
+    hints = field_hints(TrainConfig)
     _reject_unknown(data, hints, "", source)
     sections = {}
     for name, cls in hints.items():
@@ -400,11 +298,12 @@ def config_from_dict(data: Any, source: str = "config") -> TrainConfig:
         values = {} if values is None else values
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: {name} must be a mapping (section), got "
-                              f"{type(values).__name__} {_short(values)}")
-        field_hints = _hints(cls)
-        _reject_unknown(values, field_hints, f"{name}.", source)
+                              f"{type(values).__name__} {short_repr(values)}")
+        section_hints = field_hints(cls)
+        _reject_unknown(values, section_hints, f"{name}.", source)
         try:
-            kwargs = {k: _convert(v, field_hints[k], f"{name}.{k}") for k, v in values.items()}
+            kwargs = {k: convert(v, section_hints[k], f"{name}.{k}", TRAINING_YAML)
+                      for k, v in values.items()}
             sections[name] = cls(**kwargs)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None

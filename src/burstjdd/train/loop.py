@@ -1,5 +1,5 @@
-"""The training loop (METHOD.md §4–6; official-code-notes §7): plain functions over a
-:class:`TrainState`.
+"""The training loop (docs/method.md §4–6; docs/official-network.md §7): plain functions over
+a :class:`TrainState`.
 
 One step (:func:`train_step`): the schedule gives the DPBM temperature (1e-2 → 1e-3 at 1/2) and
 whether L_BM is on (first 1/3); the model restores the reference GT crop of every sample from
@@ -9,14 +9,15 @@ total_loss`; backward; optional gradient clipping; one Adam update (β = (0.9, 0
 G and 1e-5 for the DSNet as two parameter groups of one optimiser) and one cosine-restart
 scheduler step. bf16 autocast on GPUs (``run.precision: auto``), fp32 on the CPU.
 
-White balance of the loss (a decision, METHOD.md §4). Training samples carry ``wb`` =
+White balance of the loss (a decision, docs/method.md §4). Training samples carry ``wb`` =
 IspParams.wb = [red, 1, blue] × rgb_gain (the gains the unprocessing inverted, what ``render``
 and the protocol ISP apply) and the separate ``red_gain`` / ``blue_gain`` /
 ``rgb_gain``. The loss ISP Γ is the OFFICIAL training one: it white-balances with [red, 1, blue]
-only, no rgb_gain brightening (official-code-notes §4), and the "linear" terms compare these
-white-balanced images. So :func:`loss_targets` hands ``total_loss`` ``wb`` = [red_gain, 1,
-blue_gain]; the loss weights were tuned with this Γ. At test time (PROTOCOL.md, rgb_gain = 1)
-both definitions coincide. Validation PSNR uses the protocol ISP with each sample's own ``wb``.
+only, no rgb_gain brightening (docs/official-network.md §4), and the "linear" terms compare
+these white-balanced images. So :func:`loss_targets` hands ``total_loss`` ``wb`` = [red_gain,
+1, blue_gain]; the loss weights were tuned with this Γ. At test time (docs/protocol.md,
+rgb_gain = 1) both definitions coincide. Validation PSNR uses the protocol ISP with each
+sample's own ``wb``.
 
 Data order. Step s trains on the global samples s·B .. s·B + B − 1 of one TrainingDataset
 (seed = run.seed); rank r of W takes its slice (:func:`burstjdd.train.distributed.rank_indices`).
@@ -412,7 +413,7 @@ def train_step(model: nn.Module, state: TrainState, batch: Mapping[str, Tensor],
 @torch.no_grad()
 def validation_psnr(model: TwoStageJDDB, batches: Sequence[Mapping[str, Tensor]],
                     cfg: TrainConfig, rt: Runtime) -> float:
-    """Mean PSNR (dB, PROTOCOL.md: gamma sRGB ×255, float64 MSE) over the validation bursts,
+    """Mean PSNR (dB, docs/protocol.md: gamma sRGB ×255, float64 MSE) over the validation bursts,
     inference as in use: eval mode, hard block matching (temperature None), no interp branch.
     Output and GT go through the protocol ISP with each sample's own ``wb`` (rgb gain included)
     and cam2rgb."""

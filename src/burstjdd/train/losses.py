@@ -1,14 +1,14 @@
-"""Training losses of the two-stage alignment network (paper Eq. 5–9, METHOD.md §4).
+"""Training losses of the two-stage alignment network (paper Eq. 5–9, docs/method.md §4).
 
 L = L_r + β·L_ip + ρ·L_one-hot + η·L_BM, with β = 1, ρ = 1e5, η = 1e3 (:class:`LossWeights`).
 
 Reduction, everywhere in this module: every term is SUMMED over all elements of one sample
 (channels, pixels, patches, frames, candidates), then AVERAGED over the batch. The paper's weights
-were tuned against sums over one 3×128×128 GT crop (official-code-notes §4: the official code
-sums over the whole batch of 1 sample per GPU), so this reduction keeps ρ and η meaningful at any
-batch size, and duplicating every sample of a batch leaves every loss value unchanged.
+were tuned against sums over one 3×128×128 GT crop (docs/official-network.md §4: the official
+code sums over the whole batch of 1 sample per GPU), so this reduction keeps ρ and η meaningful
+at any batch size, and duplicating every sample of a batch leaves every loss value unchanged.
 
-Deliberate differences from the official code (official-code-notes §4, §8 items 2 and 13):
+Deliberate differences from the official code (docs/official-network.md §4, §8 items 2 and 13):
 
 * the "linear" term of L_r and L_ip compares WHITE-BALANCED images, WB(x̂) against WB(x), out of
   place. That is what the official code effectively trains with (its WB helper scales its input
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from burstjdd.checks import check_same_shape, check_shape
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.raw.color import apply_gains, render
 
@@ -65,15 +66,14 @@ def charbonnier(x: Tensor, y: Tensor, eps: float = CHARBONNIER_EPS) -> Tensor:
     return torch.sqrt((x - y) ** 2 + eps * eps)
 
 
+_IMAGES = ("B", "3", "H", "W")
+
+
 def _check_image_meta(rgb: Tensor, wb: Tensor, ccm: Tensor, what: str) -> None:
-    if rgb.dim() != 4 or rgb.shape[1] != 3:
-        raise BurstFormatError(f"{what}: expected images (B, 3, H, W), got {tuple(rgb.shape)}")
-    b = rgb.shape[0]
-    if tuple(wb.shape) != (b, 3) or tuple(ccm.shape) != (b, 3, 3):
-        raise BurstFormatError(
-            f"{what}: expected wb (B={b}, 3) and ccm (B={b}, 3, 3), got {tuple(wb.shape)} and "
-            f"{tuple(ccm.shape)}"
-        )
+    """Raise BurstFormatError unless rgb is (B, 3, H, W), wb (B, 3) and ccm (B, 3, 3)."""
+    dims = check_shape(rgb, _IMAGES, what=f"{what}: images")
+    check_shape(wb, ("B", "3"), what=f"{what}: wb", sizes=dims)
+    check_shape(ccm, ("B", "3", "3"), what=f"{what}: ccm", sizes=dims)
 
 
 def isp_srgb(rgb: Tensor, wb: Tensor, ccm: Tensor) -> Tensor:
@@ -95,7 +95,7 @@ def reconstruction_loss(pred: Tensor, gt: Tensor, wb: Tensor, ccm: Tensor) -> Te
     effectively trains with (module docstring). pred, gt (B, 3, H, W) linear camera RGB; wb (B, 3);
     ccm (B, 3, 3) → scalar: per-sample sum, mean over the batch.
     """
-    _check_pair(pred, gt, "reconstruction_loss")
+    check_same_shape(pred, gt, what="reconstruction_loss: prediction", like_what="ground truth")
     _check_image_meta(gt, wb, ccm, "reconstruction_loss")
     linear = charbonnier(apply_gains(pred, wb), apply_gains(gt, wb))
     srgb = charbonnier(isp_srgb(pred, wb, ccm), isp_srgb(gt, wb, ccm))
@@ -112,7 +112,8 @@ def gaussian_kernel(size: int = 5, sigma: float = 1.0, *, dtype: torch.dtype = t
 
 
 def high_frequency_mask(gt: Tensor) -> Tensor:
-    """Soft high-frequency mask m_h of L_ip (paper Eq. 7; official-code-notes §4), no gradient.
+    """Soft high-frequency mask m_h of L_ip (paper Eq. 7; docs/official-network.md §4), no
+    gradient.
 
     gray = 0.2989 R + 0.5870 G + 0.1140 B of the GT (linear camera RGB, BEFORE white balance);
     g = 5×5 Gaussian σ = 1 applied with zero padding 2 (so image borders look high-frequency, as
@@ -120,8 +121,7 @@ def high_frequency_mask(gt: Tensor) -> Tensor:
     ((hf − min) / (max − min + 1e-6), in [0, 1)); repeated over 3 channels.
     gt (B, 3, H, W) → (B, 3, H, W).
     """
-    if gt.dim() != 4 or gt.shape[1] != 3:
-        raise BurstFormatError(f"high_frequency_mask: expected (B, 3, H, W), got {tuple(gt.shape)}")
+    check_shape(gt, _IMAGES, what="high_frequency_mask: gt")
     gt = gt.detach()
     weights = torch.tensor(GRAY_WEIGHTS, dtype=gt.dtype, device=gt.device)
     gray = torch.einsum("c,bchw->bhw", weights, gt)[:, None]  # (B, 1, H, W)
@@ -141,7 +141,8 @@ def interpolation_loss(pred_interp: Tensor, gt: Tensor, mask: Tensor, wb: Tensor
     (B, 3, H, W) linear camera RGB; mask (B, 3, H, W) or broadcastable, e.g. from
     :func:`high_frequency_mask`; wb (B, 3); ccm (B, 3, 3) → scalar: per-sample sum, batch mean.
     """
-    _check_pair(pred_interp, gt, "interpolation_loss")
+    check_same_shape(pred_interp, gt, what="interpolation_loss: prediction",
+                     like_what="ground truth")
     _check_image_meta(gt, wb, ccm, "interpolation_loss")
     linear = mask * charbonnier(apply_gains(pred_interp, wb), apply_gains(gt, wb))
     srgb = mask * charbonnier(isp_srgb(pred_interp, wb, ccm), isp_srgb(gt, wb, ccm))
@@ -182,11 +183,8 @@ def block_matching_loss(distances: Tensor, guide_distances: Tensor, valid: Tenso
     sum (close to L1) on the normalised scores instead. → scalar: per-sample sum, batch mean.
     """
     _check_vectors(distances, valid, "block_matching_loss")
-    if guide_distances.shape != distances.shape:
-        raise BurstFormatError(
-            f"block_matching_loss: guide_distances {tuple(guide_distances.shape)} do not match "
-            f"distances {tuple(distances.shape)}"
-        )
+    check_same_shape(guide_distances, distances, what="block_matching_loss: guide_distances",
+                     like_what="distances")
     # masked_fill (not a product) so the +inf of invalid slots never turns into NaN values/grads
     diff = distances.masked_fill(~valid, 0.0) - guide_distances.masked_fill(~valid, 0.0)
     return batch_mean_of_sums(diff**2)
@@ -243,18 +241,12 @@ def _at_least_fp32(x: Tensor) -> Tensor:
     return x.float() if x.is_floating_point() and x.element_size() < 4 else x
 
 
-def _check_pair(pred: Tensor, gt: Tensor, what: str) -> None:
-    if pred.shape != gt.shape:
-        raise BurstFormatError(
-            f"{what}: prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ")
-
-
 def _check_vectors(values: Tensor, valid: Tensor, what: str) -> None:
-    if values.dim() < 2 or valid.shape != values.shape or valid.dtype != torch.bool:
-        raise BurstFormatError(
-            f"{what}: expected values (B, ..., M) and a bool mask of the same shape, got "
-            f"{tuple(values.shape)} and {valid.dtype} {tuple(valid.shape)}"
-        )
+    """Raise BurstFormatError unless values are (B, ..., M) and valid a bool mask like them."""
+    check_shape(values, ("B", "*", "M"), what=f"{what}: values")
+    check_same_shape(valid, values, what=f"{what}: valid", like_what="values")
+    if valid.dtype != torch.bool:
+        raise BurstFormatError(f"{what}: valid must be a bool mask, got {valid.dtype}")
 
 
 __all__ = [

@@ -1,7 +1,7 @@
-"""Training schedule: learning rate, DPBM temperature and the L_BM switch (METHOD.md §6).
+"""Training schedule: learning rate, DPBM temperature and the L_BM switch (docs/method.md §6).
 
 Everything is a fraction of the run, so the one knob most users change (the number of steps)
-scales the whole schedule. The official run (official-code-notes §7) is 600k steps:
+scales the whole schedule. The official run (docs/official-network.md §7) is 600k steps:
 
 * cosine annealing with warm restarts, cycles of [1/12, 1/6, 1/4, 1/4, 1/4] of the run
   (50k, 100k, 150k, 150k, 150k): restarts at 50k, 150k, 300k, 450k, each back to the initial lr,
@@ -91,7 +91,7 @@ def temperature_at(step: int, total_steps: int, *, temperatures: tuple[float, fl
                    switch_at: float = TEMPERATURE_SWITCH) -> float:
     """Softmax temperature T of the coarse alignment (paper Eq. 2): temperatures[0] (1e-2) before
     ``switch_at`` of the run, temperatures[1] (1e-3) from then on: a step change, as the official
-    code (official-code-notes §3.2)."""
+    code (docs/official-network.md §3.2)."""
     before = step < milestone_step(total_steps, switch_at)
     return float(temperatures[0] if before else temperatures[1])
 
