@@ -30,7 +30,7 @@ LABEL_HEIGHT = 30  # px of the label strip above each panel (two lines)
 GAP = 4  # px between panels
 BEST_CLASSICAL = "best classical: HDR+ merge + demosaicnet"
 # Peak memory per pixel of the square, rounded up from one measurement: 1.67 GB peak RSS at
-# 384 px with --model compact (11.3 kB/px; 0.62 GB with the classical default). It includes the
+# 384 px with --model compact (11.3 kB/px; 0.62 GB with --model classical). It includes the
 # fixed cost of the interpreter and the model, so it overestimates large sizes.
 BYTES_PER_PIXEL = 12_000
 
