@@ -54,7 +54,7 @@ from burstjdd.raw.cfa import (
     to_rggb,
 )
 from burstjdd.raw.denoise import NlmParams, anscombe, denoise_raw, inverse_anscombe
-from burstjdd.raw.merge import HdrPlusParams, Merged, align_tiles, hdrplus_merge
+from burstjdd.raw.merge import HdrPlusParams, Merged, align_tiles, hdrplus_merge, merge_and_denoise
 from burstjdd.raw.noise import clipped_mean, invert_clipped_mean
 
 __all__ = [
@@ -189,8 +189,7 @@ def _merged_denoised(burst: RawBurst) -> Tensor:
     noise = burst.noise_level()
     raw = to_rggb(burst.raw, burst.cfa)
     var = noise.shot * raw[burst.ref].clamp_min(0.0) + noise.read**2
-    merged = hdrplus_merge(raw, var, burst.ref)
-    return denoise_raw(merged.raw.clamp(0.0, 1.0), noise, merged.variance_ratio)
+    return merge_and_denoise(raw, var, burst.ref, HdrPlusParams(), noise)
 
 
 def hdrplus(burst: RawBurst) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor
 from burstjdd.errors import ConfigError
 from burstjdd.raw.cfa import pack, unpack
 from burstjdd.raw.denoise import denoise_raw
-from burstjdd.raw.noise import level_from_map
+from burstjdd.raw.noise import NoiseLevel, level_from_map
 
 __all__ = [
     "PATCH_ALIGN",
@@ -310,16 +310,18 @@ PATCH_ALIGN = HdrPlusParams(factors=(1, 2, 2), tiles=(16, 8, 8), radius=(4, 4, 4
 
 
 def merge_and_denoise(raw: Tensor, var: Tensor, ref: int,
-                      params: HdrPlusParams = PATCH_ALIGN) -> Tensor:
+                      params: HdrPlusParams = PATCH_ALIGN, level: NoiseLevel | None = None
+                      ) -> Tensor:
     """HDR+ alignment and merge of clipped noisy RGGB mosaics (N, H, W) onto frame ``ref``,
     then :func:`~burstjdd.raw.denoise.denoise_raw` (GAT + non-local means, the denoiser of the
     ``hdrplus_dmn`` baseline) at the noise variance the merge leaves, which ends with the
     inverse of the clipped mean (+3.2 dB on the demo's dark sky). ``var`` (H, W): the
-    reference's per-pixel noise variance, shot * y + read^2; the level is fitted from it.
+    reference's per-pixel noise variance, shot * y + read^2; ``level``: the noise level where
+    it is known (the baselines: the burst's metadata), else fitted from ``var``.
     Measured on demo bursts at 192 px (``high``, 32 px motion) after demosaicnet: non-local
     means 27.35 / 29.45 / 30.52 dB (astronaut / coffee / chelsea) against 27.18 / 28.34 / 30.34
     for a two-pass frequency-domain Wiener filter.
     -> (H, W) RGGB mosaic in [0, 1], dtype/device of raw; no gradient."""
     merged = hdrplus_merge(raw, var, ref, params)
-    level = level_from_map(raw[ref].clamp(0.0, 1.0), var)
+    level = level_from_map(raw[ref].clamp(0.0, 1.0), var) if level is None else level
     return denoise_raw(merged.raw.clamp(0.0, 1.0), level, merged.variance_ratio)
