@@ -3,9 +3,11 @@ the CPU) against one process with the whole batch, and ranks agreeing on the run
 
 from __future__ import annotations
 
+import faulthandler
 import socket
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import default_collate
 
 from burstjdd.errors import ConfigError
-from burstjdd.train.checkpoint import load_checkpoint
+from burstjdd.train.checkpoint import LOG_NAME, load_checkpoint
 from burstjdd.train.config import config_from_dict, config_to_dict
 from burstjdd.train.distributed import (
     DistContext,
@@ -108,8 +110,15 @@ def _run(tree: dict, run_dir: str, ctx: DistContext) -> None:
     train(config_from_dict(tree), run_dir, ctx=ctx, progress=False, echo=False)
 
 
-def _worker(rank: int, world: int, port: int, tree: dict, run_dir: str) -> None:
+def _start_worker() -> None:
+    """One torch thread; should the process die by a signal (an abort in C++), its stderr, which
+    the test's report shows, gets the Python stack of every thread."""
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
+
+
+def _worker(rank: int, world: int, port: int, tree: dict, run_dir: str) -> None:
+    _start_worker()
     ctx = DistContext(rank, world, rank)
     init_process_group(ctx, torch.device("cpu"), init_method=f"tcp://127.0.0.1:{port}")
     try:
@@ -172,7 +181,7 @@ LATE_S = 3.0  # rank 1 starts this late: rank 0 has long created and filled the 
 def _late_worker(rank: int, world: int, port: int, tree: dict, run_dir: str, out: str) -> None:
     """Rank 1 starts training LATE_S seconds after rank 0, then both train the same run directory
     again; each rank records what it saw in out.rankR."""
-    torch.set_num_threads(1)
+    _start_worker()
     ctx = DistContext(rank, world, rank)
     init_process_group(ctx, torch.device("cpu"), init_method=f"tcp://127.0.0.1:{port}")
     seen = []
@@ -183,7 +192,9 @@ def _late_worker(rank: int, world: int, port: int, tree: dict, run_dir: str, out
             try:
                 result = train(config_from_dict(tree), run_dir, ctx=ctx, progress=False,
                                echo=False)
-                seen.append(f"step {result.step}")
+                # every rank returns only after rank 0 has closed the run (last log line)
+                closed = "stopped at step" in (Path(run_dir) / LOG_NAME).read_text()
+                seen.append(f"step {result.step}, closed {closed}")
             except ConfigError as exc:
                 seen.append(f"ConfigError: {exc}")
     finally:
@@ -202,7 +213,7 @@ def test_ranks_follow_rank_0s_verdict_on_the_run_directory(stills, tmp_path, spa
              nprocs=2, join=True)
     first, second = ([line for line in (tmp_path / f"seen.rank{r}").read_text().splitlines()]
                      for r in (0, 1))
-    assert first[0] == second[0] == "step 1"
+    assert first[0] == second[0] == "step 1, closed True"
     # the second start finds the finished run: every rank stops with rank 0's one-line error
     assert first[1] == second[1] and "exists and is not empty" in first[1]
     assert not list(spawn_error_files.iterdir())

@@ -28,6 +28,7 @@ from burstjdd.train.loop import (
     build_training_dataset,
     build_validation_set,
     check_config,
+    describe_hardware,
     loss_targets,
     resolve_data_paths,
     train,
@@ -337,3 +338,14 @@ def test_export_takes_the_best_checkpoint_and_the_card_lists_every_leg(stills, t
     export_run(tmp_path / "b", tmp_path / "wb")
     card_b = (tmp_path / "wb" / "README.md").read_text()
     assert "| 1 | a | 0→3 | 6 of 32 px |" in card_b and "| 2 | b | 0→2 | 4 of 32 px |" in card_b
+
+
+def test_hardware_names_the_threads_torch_computes_with():
+    # the model card once said "(2 threads)" for a leg that torch trained on one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        text = describe_hardware(Runtime(torch.device("cpu"), None))
+    finally:
+        torch.set_num_threads(threads)
+    assert "(torch on 1 of " in text and text.endswith(" threads)")

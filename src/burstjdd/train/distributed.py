@@ -20,6 +20,7 @@ Only rank 0 writes (checkpoints, scalars, logs; :attr:`DistContext.is_main`).
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,12 +109,20 @@ def init_process_group(ctx: DistContext, device: torch.device, init_method: str 
 
 
 def shutdown() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined.
+
+    A DDP wrapper sits in a reference cycle (its hooks refer back to it), so after a run it and
+    its reducer, which holds the process group and with it gloo's worker threads, live on until
+    a garbage collection, possibly the last one at interpreter exit, when C++ threads that still
+    touch Python can abort the process. Collecting first tears the group down here, on this
+    thread, while the interpreter is whole."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
 def barrier(ctx: DistContext) -> None:
+    """Wait until every rank gets here (no-op for one process or without a process group)."""
     if ctx.distributed and dist.is_initialized():
         dist.barrier()
 

@@ -90,6 +90,7 @@ from burstjdd.train.config import (
 from burstjdd.train.distributed import (
     DistContext,
     all_reduce_mean,
+    barrier,
     broadcast_from_main,
     local_batch_size,
     rank_indices,
@@ -462,7 +463,9 @@ def _now() -> str:
 
 
 def describe_hardware(rt: Runtime) -> str:
-    """'W x <GPU name>' or '<CPU model> (<threads> threads)' of this run, for the model card."""
+    """'W x <GPU name>' or '<CPU model> (torch on T of N threads)' of this run, for the model
+    card: T is what torch computes with (``OMP_NUM_THREADS``, ``torch.set_num_threads``), N what
+    the machine has."""
     if rt.device.type == "cuda":
         name = torch.cuda.get_device_name(rt.device)
     else:
@@ -473,7 +476,7 @@ def describe_hardware(rt: Runtime) -> str:
                              if line.startswith("model name")), name)
         except OSError:
             pass
-        name = f"{name} ({os.cpu_count()} threads)"
+        name = f"{name} (torch on {torch.get_num_threads()} of {os.cpu_count()} threads)"
     return f"{rt.ctx.world_size} x {name}" if rt.ctx.world_size > 1 else name
 
 
@@ -645,9 +648,12 @@ def _agreed_start(cfg: TrainConfig, run_dir: Path, resume: bool, ctx: DistContex
         except Exception as exc:  # told to the other ranks, then raised here as it is
             verdict = (isinstance(exc, (BurstJDDError, OSError)), " ".join(str(exc).split()))
             broadcast_from_main(verdict, ctx)
+            barrier(ctx)
             raise
     verdict = broadcast_from_main(verdict, ctx)
     if verdict is not None:
+        # every rank stops here together: rank 0 leaves no peer mid-broadcast behind
+        barrier(ctx)
         user_error, message = verdict
         if user_error:
             raise ConfigError(message)
@@ -824,6 +830,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
     if main:
         _log(run_dir, f"stopped at step {state.step} of {cfg.schedule.total_steps}; session "
                       f"{time.perf_counter() - session_start:.0f} s", echo)
+    barrier(ctx)  # the ranks finish together, after rank 0's last checkpoint
     return RunResult(run_dir, state.step, state.val_psnr, state.wall_time, last_sps)
 
 
