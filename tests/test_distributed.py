@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import faulthandler
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,6 +111,18 @@ def _run(tree: dict, run_dir: str, ctx: DistContext) -> None:
     train(config_from_dict(tree), run_dir, ctx=ctx, progress=False, echo=False)
 
 
+def _c10d_threads() -> list[str]:
+    """Names of this process's threads that belong to torch.distributed: gloo's
+    (gloo_tcp_loop, pt_gloo_runloop) and the TCPStore server's (pt_tcpstore_uv)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(n for n in names if n.startswith(("gloo", "pt_gloo", "pt_tcpstore")))
+
+
 def _start_worker() -> None:
     """One torch thread; should the process die by a signal (an abort in C++), its stderr, which
     the test's report shows, gets the Python stack of every thread."""
@@ -199,6 +212,7 @@ def _late_worker(rank: int, world: int, port: int, tree: dict, run_dir: str, out
                 seen.append(f"ConfigError: {exc}")
     finally:
         shutdown()
+        seen.append(f"threads left {_c10d_threads()}")
         with open(f"{out}.rank{rank}", "w") as f:
             f.write("\n".join(seen))
 
@@ -216,4 +230,8 @@ def test_ranks_follow_rank_0s_verdict_on_the_run_directory(stills, tmp_path, spa
     assert first[0] == second[0] == "step 1, closed True"
     # the second start finds the finished run: every rank stops with rank 0's one-line error
     assert first[1] == second[1] and "exists and is not empty" in first[1]
+    if sys.platform == "linux":  # thread names come from /proc
+        # shutdown() ended the group: no gloo or TCPStore thread is left to die with the
+        # interpreter (the abort that once failed this test came from such a leftover)
+        assert first[2] == second[2] == "threads left []"
     assert not list(spawn_error_files.iterdir())
