@@ -106,7 +106,7 @@ def init_process_group(ctx: DistContext, device: torch.device, init_method: str 
     # and rank 0's TCPStore server thread, then outlives destroy_process_group and dies with
     # the interpreter, the likely source of a rare "terminate called without an active
     # exception" abort of rank 0 at exit. Imported before the group, it keeps none.
-    import torch._dynamo  # noqa: F401
+    import torch._dynamo
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(
