@@ -75,9 +75,9 @@ from tqdm import tqdm
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.models import hub
 from burstjdd.models.classical import build_classical, is_classical
-from burstjdd.models.jddb import FULL_RES_PER_LR, LR_SCALE
+from burstjdd.models.dsnet import LR_SCALE
 from burstjdd.raw.burst import RawBurst
-from burstjdd.raw.cfa import from_rggb, pack, to_rggb
+from burstjdd.raw.cfa import LR_GRID, from_rggb, pack, to_rggb
 from burstjdd.raw.noise import noise_map
 
 __all__ = [
@@ -202,7 +202,7 @@ def default_search_radius(height: int, width: int) -> int:
     long_side = max(height, width)
     radius = 48 + 80 * (long_side - 1280) / (3840 - 1280)
     radius = min(max(radius, 48.0), 128.0)
-    return FULL_RES_PER_LR * math.ceil(radius / FULL_RES_PER_LR)
+    return LR_GRID * math.ceil(radius / LR_GRID)
 
 
 def select_frames(n_frames: int, ref: int, max_frames: int) -> tuple[list[int], int]:

@@ -21,15 +21,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from burstjdd.checks import check_shape
+from burstjdd.raw.cfa import LR_GRID
 
 LRELU_SLOPE = 0.1
-DOWNSCALE = 4  # packed pixels per LR pixel (the official ``align_scale``)
+# packed pixels per LR pixel (the official ``align_scale``): 2 full-res pixels per packed one
+LR_SCALE = LR_GRID // 2
 _PACKED = ("B", "4", "h", "w")  # packed raw [R, Gr, Gb, B]
 
 
 def lr_size(h: int, w: int) -> tuple[int, int]:
     """LR grid size (ceil(h/4), ceil(w/4)) of a packed (h, w) frame."""
-    return math.ceil(h / DOWNSCALE), math.ceil(w / DOWNSCALE)
+    return math.ceil(h / LR_SCALE), math.ceil(w / LR_SCALE)
 
 
 class DSNet(nn.Module):

@@ -52,14 +52,12 @@ from burstjdd.raw.merge import merge_and_denoise
 from . import demosaicnet, registry
 from .blocks import ACNSeBlock, SimpleBlock
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
-from .dsnet import DSNet, bicubic_features
+from .dsnet import LR_SCALE, DSNet, bicubic_features
 from .fusion import BiGRUFusion
 from .pcd import PCDAlignment
 from .unet import UNet, feature_upsampler
 
 CA_MODES = ("dpbm", "bicubic", "none")
-FULL_RES_PER_LR = LR_GRID  # full-resolution pixels per LR pixel (raw.cfa.LR_GRID)
-LR_SCALE = LR_GRID // 2  # packed pixels per LR (DSNet) pixel: 2 full-res pixels per packed one
 
 
 @dataclass(frozen=True)
@@ -325,7 +323,7 @@ class TwoStageJDDB(nn.Module):
         cfg = self.config
         return coarse_align(
             self.ca_features(frames) if feats is None else feats, frames, noise, ref,
-            origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / FULL_RES_PER_LR),
+            origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / LR_GRID),
             stride=cfg.search_stride, refine=cfg.refine, propagate=cfg.propagate,
             temperature=temperature if cfg.ca == "dpbm" else None, scale=LR_SCALE, guide=guide,
         )
