@@ -120,7 +120,9 @@ class DataSection(_Section):
     DataLoader workers per process; ``val_paths``: validation sources (empty: no validation),
     held out from training (never the evaluation data): checkpoints are chosen on them;
     ``val_noise``: the noise levels of the validation bursts (names or "SHOT,READ");
-    ``val_samples``: fixed validation bursts per noise level."""
+    ``val_samples``: fixed validation bursts per noise level; ``val_seed``: the seed that draws
+    them, apart from ``run.seed`` so that legs with different training seeds are scored on the
+    same bursts."""
 
     name: ClassVar[str] = "data"
     paths: tuple[str, ...] = ()
@@ -132,6 +134,7 @@ class DataSection(_Section):
     val_paths: tuple[str, ...] = ()
     val_noise: tuple[str, ...] = ("low", "high")
     val_samples: int = 8
+    val_seed: int = 0
 
     def check(self) -> None:
         self._require(self.weights is None or (
@@ -144,6 +147,7 @@ class DataSection(_Section):
         self._require(self.frames >= 1, "frames", ">= 1")
         self._require(self.workers >= 0, "workers", ">= 0")
         self._require(self.val_samples >= 1, "val_samples", ">= 1")
+        self._require(self.val_seed >= 0, "val_seed", ">= 0")
         self._require(len(self.val_noise) >= 1 and all(_is_noise(n) for n in self.val_noise),
                       "val_noise", "one or more noise levels (low, high or SHOT,READ)")
 

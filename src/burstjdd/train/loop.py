@@ -263,9 +263,10 @@ def build_validation_set(cfg: TrainConfig, n_samples: int | None = None, batch_s
                          ) -> tuple[list[dict[str, Tensor]], str] | None:
     """Fixed validation batches from ``data.val_paths`` (None when empty): for each noise level
     of ``data.val_noise``, samples 0..n−1 (n = ``n_samples``, default ``data.val_samples``) of a
-    TrainingDataset seeded by derive_seed("val", run.seed, level), the training sample settings
-    (crops with context, large synthetic motion with moving objects, random ISP) at that fixed
-    noise level; the same bursts at every validation and in every run of that seed. Returns
+    TrainingDataset seeded by derive_seed("val", data.val_seed, level), the training sample
+    settings (crops with context, large synthetic motion with moving objects, random ISP) at
+    that fixed noise level; the same bursts at every validation and in every run with that
+    ``data.val_seed``, whatever its ``run.seed``. Returns
     (collated batches, summary)."""
     n_samples = cfg.data.val_samples if n_samples is None else n_samples
     if not cfg.data.val_paths or n_samples < 1:
@@ -277,7 +278,7 @@ def build_validation_set(cfg: TrainConfig, n_samples: int | None = None, batch_s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = TrainingDataset(open_sources(cfg.data.val_paths), None, config,
-                                 seed=derive_seed("val", cfg.run.seed, name), length=n_samples)
+                                 seed=derive_seed("val", cfg.data.val_seed, name), length=n_samples)
         samples = [ds[i] for i in range(n_samples)]
         batches += [default_collate(samples[i:i + batch_size])
                     for i in range(0, n_samples, batch_size)]
