@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from skimage import data
 
 from burstjdd.cli import analyze as cli_analyze
 from burstjdd.cli import main
+from burstjdd.errors import ConfigError
 from burstjdd.eval import benchmark as bm
 from burstjdd.eval.analyze import analyze_burst
 from burstjdd.models.jddb import build_model
@@ -83,3 +85,23 @@ def test_cli_analyze_bad_path_is_one_line(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing.npz" in err and "\n" not in err
+
+
+def test_cli_analyze_writes_both_pngs_or_neither(tmp_path, capsys):
+    path = tmp_path / "b.npz"
+    write_npz(_burst(1), path)
+    out = tmp_path / "out"
+    (out / "offsets.png").mkdir(parents=True)  # the second output cannot be written
+    assert main(["analyze", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "offsets.png" in err and "\n" not in err
+    assert [p.name for p in out.iterdir()] == ["offsets.png"]  # no shift_histogram.png
+    assert main(["analyze", str(path), "-o", str(path)]) == 2  # a file is not a folder
+    assert "must be a folder" in capsys.readouterr().err
+
+
+def test_bench_sizes_are_bounded():
+    assert bm.parse_size("16384x2") == (16384, 2)
+    for text in ("16386x16384", "0x2", "3x2"):
+        with pytest.raises(ConfigError, match="even numbers in 2..16384"):
+            bm.parse_size(text)

@@ -9,10 +9,14 @@ instead of letting it hang (a FIFO that nobody writes to blocks whoever opens it
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import signal
 import stat
+import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,8 +75,9 @@ def deadline(seconds: float) -> Iterator[None]:
 # ------------------------------------------------------------------------------- bad files
 
 
-def _dng(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
-    """An RGGB CFA DNG (uint16, black 64, white 4000) written with numpy2dng."""
+def _dng(path: Path, size: tuple[int, int], seed: int = 0, extra: tuple = ()) -> Path:
+    """An RGGB CFA DNG (uint16, black 64, white 4000) written with numpy2dng; ``extra``: more
+    (tag name, value) pairs."""
     from numpy2dng.core import RAW2DNG
     from numpy2dng.dng import DNGTags, Tag
 
@@ -82,7 +87,7 @@ def _dng(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
                        (Tag.PhotometricInterpretation, 32803), (Tag.SamplesPerPixel, 1),
                        (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]),
                        (Tag.CFAPattern, [0, 1, 1, 2]), (Tag.BlackLevel, [64]),
-                       (Tag.WhiteLevel, 4000)):
+                       (Tag.WhiteLevel, 4000), *((getattr(Tag, n), v) for n, v in extra)):
         t.set(tag, value)
     writer = RAW2DNG()
     writer.options(t, path="")
@@ -115,6 +120,57 @@ def _bad_bursts(root: Path, npz: Path) -> None:
     (root / "no_raws" / "notes.txt").write_text("x")
 
 
+def _zip_flags(good: Path, path: Path, local: tuple[int, bytes], central: tuple[int, bytes]
+               ) -> Path:
+    """A copy of the zip ``good`` with bytes overwritten at (offset, bytes) in every local file
+    header and every central directory entry (the zip spec's layout)."""
+    data = bytearray(good.read_bytes())
+    for signature, (offset, value) in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        at = data.find(signature)
+        while at >= 0:
+            data[at + offset:at + offset + len(value)] = value
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _npy_bytes(array: np.ndarray | None = None, shape: tuple = (), tail: bytes = b"") -> bytes:
+    """A .npy file of ``array``, or a float32 header declaring ``shape`` followed by ``tail``."""
+    buffer = io.BytesIO()
+    if array is not None:
+        np.save(buffer, array)
+    else:
+        np.lib.format.write_array_header_1_0(
+            buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        buffer.write(tail)
+    return buffer.getvalue()
+
+
+def _hostile_bursts(root: Path, npz: Path) -> None:
+    """npz files that must be refused before anything is allocated or decompressed."""
+    arrays = dict(np.load(npz))
+    with zipfile.ZipFile(root / "forged.npz", "w") as z:  # 12 GiB declared, 1 kB held
+        for key, value in arrays.items():
+            data = _npy_bytes(shape=(3, 32768, 32768), tail=bytes(1000)) if key == "raw" \
+                else _npy_bytes(value)
+            z.writestr(f"{key}.npy", data)
+    _zip_flags(npz, root / "encrypted.npz", (6, b"\x01"), (8, b"\x01"))  # flag bit 0
+    _zip_flags(npz, root / "method99.npz", (8, b"\x63\x00"), (10, b"\x63\x00"))  # AES
+    _npz_variant(npz, root / "noise_1e30.npz", noise=np.array([1e30, 1e-2]))
+    _npz_variant(npz, root / "deep_meta.npz", meta=np.array("[" * 100 + "]" * 100))
+    os.link(npz, root / "burst_link.npy")  # the same file under an output's name
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height RGB pixels, with no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 def _photos(root: Path) -> None:
     import skimage.data
 
@@ -123,6 +179,8 @@ def _photos(root: Path) -> None:
     shutil.copy(root / "photos" / "0.png", root / "png.dng")  # an image named like a raw file
     Image.fromarray(skimage.data.camera()[:80, :80]).save(root / "gray.png")
     (root / "truncated.png").write_bytes((root / "photos" / "0.png").read_bytes()[:200])
+    (root / "bomb.png").write_bytes(_png_header(20000, 20000))  # past Pillow's own limit
+    (root / "big.png").write_bytes(_png_header(9000, 9000))  # 81 MP: needs GBs to simulate
 
 
 def _weights(root: Path) -> None:
@@ -133,6 +191,10 @@ def _weights(root: Path) -> None:
     (root / "weights_corrupt" / hub.WEIGHTS_NAME).write_bytes(blob.read_bytes()[:1000])
     shutil.copytree(good, root / "weights_bad_config")
     (root / "weights_bad_config" / hub.CONFIG_NAME).write_text("{ not json")
+    shutil.copytree(good, root / "weights_fifo_config")
+    if HAS_FIFO:
+        (root / "weights_fifo_config" / hub.CONFIG_NAME).unlink()
+        os.mkfifo(root / "weights_fifo_config" / hub.CONFIG_NAME)
     (root / "text.pth").write_text("not a checkpoint\n")
     (root / "truncated.pth").write_bytes(b"PK\x03\x04" + bytes(100))
 
@@ -160,6 +222,7 @@ def files(tmp_path_factory) -> SimpleNamespace:
     burst = simulate_burst(photo, n_frames=3, max_shift=8, n_objects=0, crop=(48, 64), seed=1)
     write_npz(burst, root / "burst.npz")
     _bad_bursts(root, root / "burst.npz")
+    _hostile_bursts(root, root / "burst.npz")
     (root / "dngs").mkdir()
     for k in range(2):
         _dng(root / "dngs" / f"frame{k}.dng", (40, 56), seed=k)
@@ -211,6 +274,12 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("info-folder-without-raws", lambda f, o: ["info", f.root / "no_raws"], "no raw files"),
     ("info-fifo", lambda f, o: ["info", f.root / "fifo.npz"], "FIFO"),
     ("info-char-device", lambda f, o: ["info", "/dev/zero"], "device"),
+    ("info-npz-declaring-12-gib", lambda f, o: ["info", f.root / "forged.npz"], "forged"),
+    ("info-npz-encrypted-entry", lambda f, o: ["info", f.root / "encrypted.npz"], "encrypted"),
+    ("info-npz-compression-99", lambda f, o: ["info", f.root / "method99.npz"], "method 99"),
+    ("info-npz-noise-1e30", lambda f, o: ["info", f.root / "noise_1e30.npz"],
+     "noise_1e30.npz: noise shot must be finite and in 0..1"),
+    ("info-npz-deep-meta", lambda f, o: ["info", f.root / "deep_meta.npz"], "nested"),
     # restore: mixed bursts, bad numbers and flags, bad weights, outputs
     ("restore-npz-and-dng", lambda f, o: ["restore", f.root / "burst.npz",
                                           f.root / "dngs" / "frame0.dng", "-o", o / "x.png",
@@ -239,7 +308,8 @@ CASES: list[tuple[str, Argv, str | None]] = [
                                          "--noise", "loud", "--model", f.root / "weights"],
      "SHOT:READ"),
     ("restore-negative-radius", lambda f, o: ["restore", f.root / "burst.npz", "-o",
-                                              o / "x.png", "--search-radius", "-1"], ">= 0"),
+                                              o / "x.png", "--search-radius", "-1"],
+     "0..100000"),
     ("restore-bad-device", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
                                          "--device", "tpu"], "--device"),
     ("restore-unknown-model", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
@@ -253,6 +323,77 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("restore-run-folder-as-model", lambda f, o: ["restore", f.root / "burst.npz", "-o",
                                                   o / "x.png", "--model", f.root / "run"],
      "export it first"),
+    ("restore-fifo-as-model", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
+                                            "--model", f.root / "fifo.pth"],
+     "named pipe (FIFO), not a weights directory"),
+    ("restore-fifo-in-weights", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                              o / "x.png", "--model",
+                                              f.root / "weights_fifo_config"], "FIFO"),
+    ("restore-npz-declaring-12-gib", lambda f, o: ["restore", f.root / "forged.npz", "-o",
+                                                   o / "x.png", "--model", f.root / "weights"],
+     "forged"),
+    ("restore-npz-encrypted-entry", lambda f, o: ["restore", f.root / "encrypted.npz", "-o",
+                                                  o / "x.png", "--model", f.root / "weights"],
+     "encrypted"),
+    ("restore-npz-compression-99", lambda f, o: ["restore", f.root / "method99.npz", "-o",
+                                                 o / "x.png", "--model", f.root / "weights"],
+     "method 99"),
+    ("restore-huge-search-radius", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                                 o / "x.png", "--search-radius", "1e9"],
+     "0..100000"),
+    ("restore-huge-noise", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
+                                         "--noise", "1e308:1e308", "--model", f.root / "weights"],
+     "0..1"),
+    # restore: -o never replaces an input or a special file
+    ("restore-output-is-an-input", lambda f, o: ["restore", f.root / "dngs" / "frame0.dng",
+                                                 f.root / "dngs" / "frame1.dng", "-o",
+                                                 f.root / "dngs" / ".." / "dngs" / "frame0.dng",
+                                                 "--model", f.root / "weights"],
+     "would replace it"),
+    ("restore-output-is-a-frame-of-the-folder", lambda f, o: ["restore", f.root / "dngs", "-o",
+                                                              f.root / "dngs" / "frame1.dng",
+                                                              "--model", f.root / "weights"],
+     "input folder"),
+    ("restore-output-into-the-input-folder", lambda f, o: ["restore", f.root / "dngs", "-o",
+                                                           f.root / "dngs" / "new.dng",
+                                                           "--model", f.root / "weights"],
+     "input folder"),
+    ("restore-output-is-the-npz-input", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                                      f.root / "burst_link.npy",
+                                                      "--model", f.root / "weights"],
+     "is the input"),
+    ("restore-output-is-a-fifo", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                               f.root / "fifo.png", "--model", f.root / "weights"],
+     "FIFO"),
+    # restore --batch (a folder of bursts into a folder) and --strength
+    ("restore-batch-root-is-a-file", lambda f, o: ["restore", f.root / "burst.npz", "--batch",
+                                                   "-o", o / "outs", "--model", "classical"],
+     "needs a folder of bursts"),
+    ("restore-batch-two-inputs", lambda f, o: ["restore", f.root / "dngs", f.root / "photos",
+                                               "--batch", "-o", o / "outs"],
+     "one folder of bursts"),
+    ("restore-batch-folder-of-one-burst", lambda f, o: ["restore", f.root / "dngs", "--batch",
+                                                        "-o", o / "outs"],
+     "restore it without --batch"),
+    ("restore-batch-output-is-a-file", lambda f, o: ["restore", f.root, "--batch", "-o",
+                                                     f.root / "notes.md"], "not a folder"),
+    ("restore-batch-output-is-a-fifo", lambda f, o: ["restore", f.root, "--batch", "-o",
+                                                     f.root / "fifo.md"], "not a folder"),
+    ("restore-batch-png-linear", lambda f, o: ["restore", f.root, "--batch", "-o", o / "outs",
+                                               "--space", "linear"], "--format png"),
+    ("restore-batch-jpg-format", lambda f, o: ["restore", f.root, "--batch", "-o", o / "outs",
+                                               "--format", "jpg"], "--format"),
+    ("restore-format-without-batch", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                                   o / "x.png", "--format", "tif"],
+     "--format is for --batch"),
+    ("restore-strength-above-2", lambda f, o: ["restore", f.root / "burst.npz", "-o",
+                                               o / "x.png", "--strength", "2.5"], "0..2"),
+    ("restore-strength-nan", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
+                                           "--strength", "nan"], "--strength"),
+    ("restore-strength-word", lambda f, o: ["restore", f.root / "burst.npz", "-o", o / "x.png",
+                                            "--strength", "soft"], "--strength"),
+    ("demo-negative-strength", lambda f, o: ["demo", "-o", o / "d", "--strength", "-1"],
+     "0..2"),
     ("evaluate-checkpoint-as-model", lambda f, o: ["evaluate", "--data", f.root / "photos",
                                                    "--model", f.root / "run" / "checkpoint.pt",
                                                    "-o", o / "e"], "export it first"),
@@ -264,7 +405,7 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("simulate-negative-shift", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
                                               "--max-shift", "-5"], ">= 0"),
     ("simulate-negative-objects", lambda f, o: ["simulate", f.root / "photos", "-o",
-                                                o / "sims", "--objects", "-1"], ">= 0"),
+                                                o / "sims", "--objects", "-1"], "0..16"),
     ("simulate-odd-crop", lambda f, o: ["simulate", f.root / "photos" / "0.png", "-o",
                                         o / "s.npz", "--crop", "3x3"], "even"),
     ("simulate-crop-too-big", lambda f, o: ["simulate", f.root / "photos" / "0.png", "-o",
@@ -287,6 +428,22 @@ CASES: list[tuple[str, Argv, str | None]] = [
                                                o / "s.npz"], "gray"),
     ("simulate-fifo-source", lambda f, o: ["simulate", f.root / "fifo.png", "-o", o / "s.npz"],
      "fifo.png"),
+    ("simulate-million-objects", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
+                                               "--objects", "1000000"], "0..16"),
+    ("simulate-huge-noise", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
+                                          "--noise", "1e308:1e308"], "0..1"),
+    ("simulate-seed-beyond-64-bits", lambda f, o: ["simulate", f.root / "photos", "-o",
+                                                   o / "sims", "--seed",
+                                                   "99999999999999999999999"],
+     "0..18446744073709551615"),
+    ("simulate-png-claiming-20000x20000", lambda f, o: ["simulate", f.root / "bomb.png", "-o",
+                                                        o / "s.npz"], "8192 x 8192"),
+    ("simulate-png-needing-gigabytes", lambda f, o: ["simulate", f.root / "big.png", "-o",
+                                                     o / "s.npz"], "9000x9000"),
+    ("simulate-output-is-a-fifo", lambda f, o: ["simulate", f.root / "photos" / "0.png", "-o",
+                                                f.root / "fifo.npz", "--max-shift", "4"], "FIFO"),
+    ("simulate-folder-output-is-a-fifo", lambda f, o: ["simulate", f.root / "photos", "-o",
+                                                       f.root / "fifo.md"], "output folder"),
     # train: bad configs, overrides, run folders, resume after an edit
     ("train-missing-config", lambda f, o: ["train", "--config", f.root / "none.yaml",
                                            "-o", o / "run"], "none.yaml"),
@@ -350,6 +507,10 @@ CASES: list[tuple[str, Argv, str | None]] = [
                                                "--stress", "--layout", "clips",
                                                "--methods", "bilinear", "-o", o / "e"],
      "stills"),
+    ("evaluate-seed-beyond-64-bits", lambda f, o: ["evaluate", "--data", f.root / "photos",
+                                                   "--seed", "2" + "0" * 30, "--methods",
+                                                   "bilinear", "-o", o / "e"],
+     "0..18446744073709551615"),
     ("evaluate-bad-shifts", lambda f, o: ["evaluate", "--data", f.root / "photos", "--shifts",
                                           "a,b", "--methods", "bilinear", "-o", o / "e"],
      "shift"),
@@ -372,6 +533,12 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("analyze-block-larger-than-burst", lambda f, o: ["analyze", f.root / "burst.npz", "-o",
                                                       o / "a", "--block", "128"], "128x128"),
     ("analyze-fifo", lambda f, o: ["analyze", f.root / "fifo.npz", "-o", o / "a"], "FIFO"),
+    ("analyze-npz-declaring-12-gib", lambda f, o: ["analyze", f.root / "forged.npz", "-o",
+                                                   o / "a"], "forged"),
+    ("analyze-npz-encrypted-entry", lambda f, o: ["analyze", f.root / "encrypted.npz", "-o",
+                                                  o / "a"], "encrypted"),
+    ("analyze-npz-compression-99", lambda f, o: ["analyze", f.root / "method99.npz", "-o",
+                                                 o / "a"], "method 99"),
     # demo, through its existing flags
     ("demo-odd-size", lambda f, o: ["demo", "-o", o / "d", "--size", "31"], "--size"),
     ("demo-unknown-photo", lambda f, o: ["demo", "-o", o / "d", "--size", "64", "--photo",
@@ -380,20 +547,153 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("demo-size-cannot-fit", lambda f, o: ["demo", "-o", o / "d", "--size", "1000000"], "GiB"),
     ("demo-unknown-model", lambda f, o: ["demo", "-o", o / "d", "--size", "64", "--model",
                                          "no-such-weights"], "no-such-weights"),
+    ("demo-output-is-a-file", lambda f, o: ["demo", "-o", f.root / "notes.md", "--size", "64"],
+     "-o must be a folder"),
+    ("demo-output-is-a-fifo", lambda f, o: ["demo", "-o", f.root / "fifo.md", "--size", "64"],
+     "named pipe"),
+    ("demo-output-is-dev-null", lambda f, o: ["demo", "-o", "/dev/null", "--size", "64"],
+     "character device"),
+    ("demo-seed-beyond-64-bits", lambda f, o: ["demo", "-o", o / "d", "--seed", str(2**64)],
+     "0..18446744073709551615"),
     # the command itself
     ("unknown-command", lambda f, o: ["restorr", "x"], "restorr"),
 ]
+
+
+# ------------------------------------- training, configs, evaluate, analyze, bench, export
+# (issue 22: bounded parsing, bounds before work, nothing left behind). Inputs that only these
+# cases need are made in the output folder before the listing is taken.
+
+
+def _file(path: Path, content: str | bytes) -> Path:
+    """``path`` holding ``content`` (text or bytes)."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+# model.overrides holding a 9x9 YAML alias bomb: 387 million values once expanded
+ALIAS_BOMB = "model:\n  overrides:\n    a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"    {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+    for i in range(8))
+DEEP_JSON = b"[" * 5000 + b"]" * 5000
+
+
+def _run_with_run_json(f: SimpleNamespace, out: Path, content: bytes | None) -> str:
+    """A copy of the tiny run whose run.json holds ``content`` (None: a FIFO)."""
+    run = out / "run"
+    shutil.copytree(f.root / "run", run)
+    (run / "run.json").unlink()
+    if content is None:
+        os.mkfifo(run / "run.json")
+    else:
+        (run / "run.json").write_bytes(content)
+    return str(run)
+
+
+def _folder_holding(folder: Path, *names: str, fifo: bool = False) -> Path:
+    """``folder`` with each of ``names`` in it as a folder (an output that cannot be written),
+    or as a FIFO."""
+    folder.mkdir()
+    for name in names:
+        os.mkfifo(folder / name) if fifo else (folder / name).mkdir()
+    return folder
+
+
+def _train(f: SimpleNamespace, out: Path, *overrides: str) -> list:
+    return ["train", "--config", f.root / "tiny.yaml", "-o", out / "run", *overrides]
+
+
+def _stills_evaluation(f: SimpleNamespace, out: Path) -> list:
+    return ["evaluate", "--data", f.root / "photos", "--layout", "stills", "--methods",
+            "bilinear", "--noise", "high", "--max-shift", "4", "-o", out, "--quiet"]
+
+
+CASES += [
+    # train: configs and overrides read with limits, every size and number bounded first
+    ("train-alias-bomb-in-model-overrides",
+     lambda f, o: ["train", "--config", _file(o / "bomb.yaml", ALIAS_BOMB), "-o", o / "run",
+                   "run.seed=1"], "alias bomb"),
+    ("train-deeply-nested-config",
+     lambda f, o: ["train", "--config", _file(o / "deep.yaml", "model:\n  overrides:\n    x: "
+                                                              + "[" * 5000 + "]" * 5000),
+                   "-o", o / "run"], "nested more than 32"),
+    ("train-deeply-nested-override",
+     lambda f, o: _train(f, o, "model.overrides.nf=" + "[" * 50 + "]" * 50), "nested"),
+    ("train-5000-digit-integer-in-config",
+     lambda f, o: ["train", "--config", _file(o / "big.yaml", "run:\n  seed: " + "9" * 5000),
+                   "-o", o / "run"], "4300"),
+    ("train-5000-digit-override", lambda f, o: _train(f, o, "run.seed=" + "9" * 5000), "4300"),
+    ("train-huge-batch", lambda f, o: _train(f, o, "optim.batch_size=100000"), "1..4096"),
+    ("train-bool-batch", lambda f, o: _train(f, o, "optim.batch_size=true"), "must be int"),
+    ("train-huge-val-samples", lambda f, o: _train(f, o, "data.val_samples=100000000"),
+     "1..10000"),
+    ("train-thousand-workers", lambda f, o: _train(f, o, "data.workers=1000"), "0..256"),
+    ("train-huge-crop", lambda f, o: _train(f, o, "data.crop=1048576"), "8..4096"),
+    ("train-step-beyond-memory", lambda f, o: _train(f, o, "data.crop=4096",
+                                                     "optim.batch_size=64"), "GiB per step"),
+    ("train-seed-beyond-64-bits", lambda f, o: _train(f, o, "run.seed=99999999999999999999999"),
+     "64-bit integer"),
+    ("train-val-seed-beyond-63-bits", lambda f, o: _train(f, o, f"data.val_seed={2**63}"),
+     "data.val_seed"),
+    ("train-infinite-lr", lambda f, o: _train(f, o, "optim.lr_g=.inf"), "finite"),
+    ("train-nan-beta", lambda f, o: _train(f, o, "optim.betas=[.nan, 0.9]"), "finite"),
+    ("train-output-is-a-file", lambda f, o: ["train", "--config", f.root / "tiny.yaml", "-o",
+                                             f.root / "notes.md"], "must be a folder"),
+    ("train-output-inside-a-file", lambda f, o: ["train", "--config", f.root / "tiny.yaml",
+                                                 "-o", f.root / "notes.md" / "run"],
+     "must be a folder"),
+    # train --resume and export read run.json with limits
+    ("train-resume-nested-run-json",
+     lambda f, o: ["train", "--resume", _run_with_run_json(f, o, DEEP_JSON)], "nested"),
+    ("train-resume-random-run-json",
+     lambda f, o: ["train", "--resume", _run_with_run_json(f, o, bytes(range(128, 256)))],
+     "not UTF-8"),
+    ("train-resume-fifo-run-json",
+     lambda f, o: ["train", "--resume", _run_with_run_json(f, o, None)], "FIFO"),
+    ("export-nested-run-json",
+     lambda f, o: ["export", _run_with_run_json(f, o, DEEP_JSON), "-o", o / "w"], "nested"),
+    ("export-edited-run-json",
+     lambda f, o: ["export", _run_with_run_json(f, o, b'{"sessions": 3}'), "-o", o / "w"],
+     "'sessions' is not a list"),
+    ("export-fifo-run-json",
+     lambda f, o: ["export", _run_with_run_json(f, o, None), "-o", o / "w"], "FIFO"),
+    # evaluate: the cache is a regular file; a failure removes the cache it created
+    ("evaluate-fifo-cache",
+     lambda f, o: _stills_evaluation(f, _folder_holding(o / "e", "cache.jsonl", fifo=True)),
+     "FIFO"),
+    ("evaluate-results-unwritable",
+     lambda f, o: _stills_evaluation(f, _folder_holding(o / "e", "results.json")),
+     "results.json"),
+    ("evaluate-output-is-a-file",
+     lambda f, o: _stills_evaluation(f, f.root / "notes.md"), "must be a folder"),
+    # analyze: both images or neither
+    ("analyze-second-output-unwritable",
+     lambda f, o: ["analyze", f.root / "burst.npz", "--block", "16", "-o",
+                   _folder_holding(o / "a", "offsets.png")], "offsets.png"),
+    # bench: sizes and counts bounded
+    ("bench-empty-sizes", lambda f, o: ["bench", "--sizes", ","], "--sizes"),
+    ("bench-huge-size", lambda f, o: ["bench", "--sizes", "100000x100000"], "16384"),
+    ("bench-huge-repeat", lambda f, o: ["bench", "--quick", "--repeat", "1000"], "1..100"),
+]
+
+
 FIFO_CASES = {c for c, _, _ in CASES if "fifo" in c}
 PARAMS = [pytest.param(*c, id=c[0]) for c in CASES]
 
 
 def _listing(*folders: Path) -> dict[str, tuple[int, int]]:
-    """Every path under ``folders`` with its size and modification time."""
+    """Every path under ``folders`` with its size and modification time; a folder by its name
+    alone (its mtime changes when a file is made and removed in it again, such as a temporary
+    file or a cache that a failing command removes)."""
     found = {}
     for folder in folders:
         for p in folder.rglob("*"):
             st = p.lstat()
-            found[str(p)] = (st.st_size if stat.S_ISREG(st.st_mode) else 0, st.st_mtime_ns)
+            found[str(p)] = ((0, 0) if stat.S_ISDIR(st.st_mode) else
+                             (st.st_size if stat.S_ISREG(st.st_mode) else 0, st.st_mtime_ns))
     return found
 
 
@@ -404,6 +704,8 @@ def test_bad_input_fails_with_one_short_line_and_leaves_nothing(case, argv, expe
         pytest.skip("no FIFOs on this system")
     if case == "info-char-device" and not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
+    if case == "demo-output-is-dev-null" and not Path("/dev/null").exists():
+        pytest.skip("no /dev/null")
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.chdir(out)  # outputs with a default place land here too
@@ -480,6 +782,48 @@ def test_the_frame_limit_of_simulate_is_the_library_s():
     assert CLI == LIB
 
 
+def test_the_strength_limit_of_the_cli_is_the_library_s():
+    from burstjdd.cli.restore import MAX_STRENGTH as CLI
+    from burstjdd.restore import MAX_STRENGTH as LIB
+
+    assert CLI == LIB
+
+
+def test_evaluate_help_lists_every_baseline(capsys):
+    from burstjdd.cli.evaluate import BASELINE_NAMES
+    from burstjdd.eval.baselines import BASELINES
+
+    assert BASELINE_NAMES == tuple(BASELINES)
+    assert cli.main(["evaluate", "--help"]) == 0
+    assert ", ".join(BASELINE_NAMES) in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_other_limits_of_the_command_line_are_the_library_s():
+    from burstjdd import restore
+    from burstjdd.cli import _args
+    from burstjdd.cli import restore as cli_restore
+    from burstjdd.cli import simulate as cli_simulate
+    from burstjdd.synth import burst
+
+    assert cli_simulate.MAX_OBJECTS == burst.MAX_OBJECTS
+    assert cli_restore.MAX_SEARCH_RADIUS == restore.MAX_SEARCH_RADIUS
+    assert _args.MAX_SEED == burst.MAX_SEED
+    torch.Generator().manual_seed(_args.MAX_SEED)  # the largest seed is one torch takes
+
+
+def test_warnings_are_one_line_each_and_only_while_a_command_runs(tmp_path, capsys):
+    import warnings
+
+    before = warnings.showwarning
+    dng = _dng(tmp_path / "orientation9.dng", (40, 56), extra=[("Orientation", 9)])
+    assert cli.main(["info", str(dng)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"burstjdd info: warning: {dng}: TIFF tag 274 ignored (9 is not a valid " \
+           "ORIENTATION)" in err
+    assert err and all(line.startswith("burstjdd info: warning: ") for line in err), err
+    assert warnings.showwarning is before  # the library's users keep Python's printer
+
+
 def test_errors_are_cut_to_one_line_and_bad_arguments_do_not_exit(capsys):
     assert cli.main(["simulate", "--frames"]) == 2  # argparse's SystemExit becomes a status
     err = capsys.readouterr().err
@@ -515,3 +859,43 @@ def test_other_runtime_errors_are_bugs_and_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(info, "run", run)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["info", "x.npz"])
+
+
+def _one_error_line(code: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, (code, err[-500:])
+    assert len(lines[0]) < MAX_MESSAGE
+    return lines[0]
+
+
+def test_a_full_disk_stops_train_with_one_line_and_no_run_folder(files, tmp_path, monkeypatch,
+                                                                  capsys):
+    from burstjdd.train import checkpoint
+
+    def full(obj, path):  # what torch raises when the disk takes fewer bytes than written
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with deadline(DEADLINE_S):
+        code = cli.main([str(a) for a in _train(files, tmp_path, "--quiet")])
+    line = _one_error_line(code, capsys.readouterr().err)
+    assert str(tmp_path / "run" / "checkpoint.pt") in line and "no space left on device" in line
+    assert list(tmp_path.iterdir()) == []  # the run folder it made is gone
+
+
+def test_a_nan_loss_stops_train_with_one_line_naming_the_step(files, tmp_path, monkeypatch,
+                                                              capsys):
+    from burstjdd.train import loop
+
+    real = loop.total_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, report = real(*args, **kwargs)
+        return loss * float("nan"), {**report, "total": float("nan")}
+
+    monkeypatch.setattr(loop, "total_loss", nan_loss)
+    with deadline(DEADLINE_S):
+        code = cli.main([str(a) for a in _train(files, tmp_path, "--quiet")])
+    line = _one_error_line(code, capsys.readouterr().err)
+    assert line.startswith("burstjdd train: error: step 1: the loss is nan; training stopped")
+    assert list(tmp_path.iterdir()) == []

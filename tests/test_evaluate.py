@@ -252,3 +252,74 @@ def test_cache_versions_follow_code_not_prose(tmp_path, monkeypatch):
     assert "burstjdd.raw.denoise" in ev.CLASSICAL_SOURCES
     assert ev.baseline_method("dmn").version == ev.source_digest(
         "burstjdd.eval.baselines", *ev.CLASSICAL_SOURCES)
+
+
+# ------------------------------------------------------------------------------- cache and outputs
+
+
+def test_cache_lines_that_are_not_entries_are_skipped(tmp_path):
+    good = {"key": "k1", "result": {"method": "m", "group": "g", "burst": "b", "noise": "high",
+                                    "psnr": 30.5, "ssim": 0.9, "seconds": 1}}
+    bad_types = {"key": "k2", "result": {**good["result"], "psnr": "high"}}
+    missing = {"key": "k3", "result": {"method": "m"}}
+    path = tmp_path / "cache.jsonl"
+    path.write_bytes(b"\n".join([
+        bytes(range(256)),  # random bytes: not UTF-8
+        b"[" * 5000 + b"]" * 5000,  # nested beyond the limit
+        b'{"key": "k4", "result": ' + b"1" * 5000 + b"}",  # an integer Python will not read
+        json.dumps(bad_types).encode(), json.dumps(missing).encode(), b"[1, 2]",
+        json.dumps(good).encode(), b"\xff\xfe unfinished"]))
+    cache = ev.ResultCache(path)
+    assert list(cache.entries) == ["k1"] and cache.get("k1").psnr == 30.5
+    result = ev.BurstResult("m", "g", "b2", "low", 20.0, 0.5, 0.1)
+    cache.put("k5", result)  # starts on a line of its own after the unfinished one
+    assert set(ev.ResultCache(path).entries) == {"k1", "k5"}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs")
+def test_a_cache_that_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(DataError, match="FIFO"):
+        ev.ResultCache(tmp_path / "fifo.jsonl")  # would block forever if it were read
+    with pytest.raises(DataError, match="folder"):
+        ev.ResultCache(tmp_path)
+
+
+def _evaluate_with_results_unwritable(stills, out, capsys):
+    """Run evaluate into ``out`` whose results.json is a folder: it fails after scoring."""
+    (out / "results.json").mkdir(parents=True)
+    argv = ["evaluate", "--data", str(stills), "--layout", "stills", "--methods", "bilinear",
+            "--noise", "high", "--max-bursts", "1", "--max-shift", "4", "-o", str(out), "--quiet"]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "results.json" in err[0], err
+    return argv
+
+
+def test_a_failed_evaluate_removes_the_cache_it_created_and_keeps_an_older_one(stills, tmp_path,
+                                                                               capsys):
+    out = tmp_path / "new"
+    _evaluate_with_results_unwritable(stills, out, capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no cache.jsonl
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "cache.jsonl").write_text("{}\n")
+    _evaluate_with_results_unwritable(stills, old, capsys)
+    lines = (old / "cache.jsonl").read_text().splitlines()
+    assert lines[0] == "{}" and len(lines) == 2  # kept, with the score of this run appended
+
+
+def test_ctrl_c_keeps_the_cache_so_that_the_next_run_continues(stills, tmp_path, monkeypatch,
+                                                                 capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "write_results", interrupted)
+    out = tmp_path / "e" / "o"
+    argv = ["evaluate", "--data", str(stills), "--layout", "stills", "--methods", "bilinear",
+            "--noise", "high", "--max-bursts", "1", "--max-shift", "4", "-o", str(out), "--quiet"]
+    assert main(argv) == 130
+    assert [p.name for p in out.iterdir()] == ["cache.jsonl"]
+    assert len(ev.ResultCache(out / "cache.jsonl").entries) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import typing
 
@@ -260,3 +261,27 @@ def test_default_weights_fit_the_device(monkeypatch, shipped, cpu, gpu):
     monkeypatch.setattr(hub, "shipped_weights", lambda: shipped)
     assert hub.default_weights("cpu") == hub.default_weights(torch.device("cpu")) == cpu
     assert hub.default_weights("cuda") == hub.default_weights("mps") == gpu
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("name", [hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.DIGEST_NAME])
+def test_a_fifo_in_a_weights_folder_is_named_not_called_missing(saved, name):
+    _, out = saved
+    (out / name).unlink()
+    os.mkfifo(out / name)  # opening it for reading would block
+    with pytest.raises(WeightsError, match=f"{name}: is a named pipe \\(FIFO\\), not a regular"):
+        hub.load_pretrained(out)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_given_as_weights_is_named(tmp_path):
+    os.mkfifo(tmp_path / "w")
+    with pytest.raises(WeightsError, match="is a named pipe \\(FIFO\\), not a weights directory"):
+        hub.resolve_weights(tmp_path / "w")
+
+
+def test_a_deeply_nested_config_is_one_error(saved):
+    _, out = saved
+    (out / hub.CONFIG_NAME).write_text("[" * 10_000 + "]" * 10_000)
+    with pytest.raises(WeightsError, match="nested more than 32 levels"):
+        hub.load_pretrained(out)

@@ -3,8 +3,12 @@ writers."""
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
+import stat
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +20,8 @@ from PIL import Image
 from burstjdd.errors import BurstFormatError
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.color import render
-from burstjdd.raw.files import atomic_output
-from burstjdd.raw.io import read_burst
+from burstjdd.raw.files import RefusedOutputError, atomic_output
+from burstjdd.raw.io import check_output_apart, read_burst
 from burstjdd.raw.noise import NoiseLevel, estimate_noise
 from burstjdd.raw.npz import read_npz, write_npz
 from burstjdd.raw.writers import render_srgb, write_image, write_npy, write_png, write_tiff
@@ -285,7 +289,7 @@ MALFORMED = [
     ("cfa-number", _with(cfa=np.array(3)), "'cfa' must be"),
     ("gt-layout", _with(gt=np.zeros((3, H, W), np.float32)), "'gt' must have shape (H, W, 3)"),
     ("noise-nan", _with(noise=np.array([np.nan, 0.1])), "noise shot must be finite"),
-    ("bad-meta", _with(meta=np.array("{not json")), "'meta' is not valid JSON"),
+    ("bad-meta", _with(meta=np.array("{not json")), "'meta': not valid JSON"),
     ("ref-range", _with(ref=np.array(7)), "out of range"),
 ]
 
@@ -561,3 +565,116 @@ def test_special_files_are_refused_at_once(tmp_path, name):
     if os.path.exists("/dev/zero"):
         with pytest.raises(BurstFormatError, match="character device"):
             read_burst("/dev/zero")
+
+
+# ------------------------------------------------------------------------- outputs and bounds
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_atomic_output_never_replaces_a_special_file(tmp_path):
+    os.mkfifo(tmp_path / "x.png")
+    with pytest.raises(RefusedOutputError, match="named pipe"):
+        write_png(torch.rand(3, 4, 4), tmp_path / "x.png")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "x.png").st_mode)
+    assert os.listdir(tmp_path) == ["x.png"]  # no temporary file either
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_atomic_output_refuses_dev_null_before_touching_dev():
+    with pytest.raises(RefusedOutputError, match="character device"):
+        with atomic_output("/dev/null"):
+            raise AssertionError("the block must not run")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("exc", [OSError("49152 requested and 16352 written"),
+                                 OSError(errno.ENOSPC, "No space left on device")],
+                         ids=["numpy-short-write", "enospc"])
+def test_full_disk_names_the_output_and_leaves_nothing(tmp_path, monkeypatch, exc):
+    import burstjdd.raw.files as files
+
+    def save(f, array, allow_pickle=False):
+        f.write(b"\x93NUMPY partial")
+        raise exc
+
+    full = type("Usage", (), {"free": 0, "total": 1, "used": 1})()
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: full)
+    monkeypatch.setattr(np, "save", save)
+    with pytest.raises(OSError) as info:
+        write_npy(torch.rand(3, 4, 4), tmp_path / "x.npy")
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value).startswith(f"cannot write {tmp_path / 'x.npy'}: no space left on device")
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    def save(f, array, allow_pickle=False):
+        raise OSError("encoder exploded")
+
+    monkeypatch.setattr(np, "save", save)
+    with pytest.raises(OSError, match="^encoder exploded$"):  # the disk has room
+        write_npy(torch.rand(3, 4, 4), tmp_path / "x.npy")
+
+
+def test_output_apart_from_inputs(tmp_path):
+    write_npz(full_burst(0), tmp_path / "b.npz")
+    os.link(tmp_path / "b.npz", tmp_path / "same.npy")
+    (tmp_path / "raws").mkdir()
+    (tmp_path / "raws" / "a.dng").write_bytes(b"raw")
+    refused = [
+        (tmp_path / "same.npy", tmp_path / "b.npz", "is the input"),
+        (tmp_path / "raws" / ".." / "raws" / "a.dng", [tmp_path / "raws" / "a.dng"], "replace"),
+        (tmp_path / "raws" / "a.dng", tmp_path / "raws", "input folder"),
+        (tmp_path / "raws" / "new.DNG", tmp_path / "raws", "input folder"),
+    ]
+    for output, inputs, words in refused:
+        with pytest.raises(RefusedOutputError, match=words):
+            check_output_apart(output, inputs)
+    for output, inputs in [(tmp_path / "x.png", tmp_path / "b.npz"),
+                           (tmp_path / "raws" / "x.png", tmp_path / "raws"),
+                           (tmp_path / "raws" / ".hidden.dng", tmp_path / "raws")]:
+        check_output_apart(output, inputs)  # allowed
+
+
+def _zip_of(path: Path, entries: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=method) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_npz_declared_sizes_are_checked_before_anything_is_allocated(tmp_path, monkeypatch):
+    import burstjdd.raw.npz as npz_module
+
+    write_npz(full_burst(0), tmp_path / "b.npz")
+    entries = {f"{k}.npy": _npy(v) for k, v in np.load(tmp_path / "b.npz").items()}
+    header = _npy(np.zeros((N, H, W), np.float32))[:128]  # the 128-byte header of raw
+    forged = header.replace(f"({N}, {H}, {W})".encode(), f"({N}, {H}, 99999999)".encode())
+    forged = forged[:len(header) - 1].ljust(len(header) - 1) + b"\n"
+    entries_forged = {**entries, "raw.npy": forged + bytes(4 * N * H * W)}
+    with pytest.raises(BurstFormatError, match="declares shape .3, 8, 99999999. of float32"):
+        read_npz(_zip_of(tmp_path / "forged.npz", entries_forged))
+    with pytest.raises(BurstFormatError, match="not a .npy array"):
+        read_npz(_zip_of(tmp_path / "extra.npz", {**entries, "notes.txt": b"x"}))
+    # a consistent file, deflated, that needs more memory than there is
+    monkeypatch.setattr(npz_module, "available_memory", lambda: 1000)
+    with pytest.raises(BurstFormatError, match="more than the 0.0 GiB of memory available"):
+        read_npz(_zip_of(tmp_path / "big.npz", entries, zipfile.ZIP_DEFLATED))
+    monkeypatch.setattr(npz_module, "available_memory", lambda: None)  # unknown: not checked
+    assert read_npz(tmp_path / "big.npz").n_frames == N
+
+
+def test_writers_say_what_burst_they_need():
+    rgb = torch.rand(3, 4, 4)
+    with pytest.raises(TypeError, match="write_image: burst must be a RawBurst or None"):
+        write_image(rgb, "x.png", burst="x")
+    with pytest.raises(TypeError, match="render_srgb: burst must be a RawBurst .*got NoneType"):
+        render_srgb(rgb, None)
+    with pytest.raises(TypeError, match="write_npz: burst must be a RawBurst .*got str"):
+        write_npz("x", "x.npz")

@@ -58,7 +58,8 @@ def test_noise_level_converts_to_float_and_is_frozen():
 
 
 @pytest.mark.parametrize(
-    "shot, read", [(-1e-3, 0.01), (1e-3, -0.01), (math.nan, 0.01), (1e-3, math.inf), ("x", 0.1)]
+    "shot, read", [(-1e-3, 0.01), (1e-3, -0.01), (math.nan, 0.01), (1e-3, math.inf), ("x", 0.1),
+                   (1e30, 0.01), (1e-3, 1e308), (1.5, 0.0)]  # beyond 0..MAX_NOISE (1)
 )
 def test_noise_level_rejects_bad_values(shot, read):
     with pytest.raises(BurstFormatError) as err:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -92,6 +94,11 @@ def _save(tags: DNGTags, raw: np.ndarray, path: Path) -> Path:
     return path
 
 
+def _flat(values) -> list[int]:
+    """:func:`_rational` as tifffile reads it back: [numerator, denominator, ...]."""
+    return [v for pair in _rational(values) for v in pair]
+
+
 def random_raw(seed: int, h: int = H, w: int = W) -> np.ndarray:
     """uint16 values over [0, 4096): some below the black level, some above white."""
     return np.random.default_rng(seed).integers(0, 4096, (h, w)).astype(np.uint16)
@@ -137,7 +144,10 @@ def test_every_bayer_phase_and_all_metadata_are_recovered(tmp_path, pattern):
     s, o = np.array(PROFILE[0::2]), np.array(PROFILE[1::2])
     assert b.noise == NoiseLevel(shot=float(s.mean()), read=math.sqrt(float(o.mean())))
     assert b.meta == {"files": ["frame0.dng", "frame1.dng", "frame2.dng"], "size": [H, W],
-                      "orientation": 1, "camera": "Test Cam"}
+                      "orientation": 1, "camera": "Test Cam",
+                      "camera_tags": {"ColorMatrix1": _flat(CM_A),
+                                      "CalibrationIlluminant1": [STD_A],
+                                      "AsShotNeutral": _flat(NEUTRAL)}}
 
 
 def test_site_black_levels_follow_the_pattern(tmp_path):
@@ -508,3 +518,36 @@ def test_a_good_file_reads_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_burst(path)
+
+
+def test_a_file_this_user_cannot_read_says_permission_denied(tmp_path, monkeypatch, capfd):
+    import burstjdd.raw.files as files
+
+    path = write_dng(tmp_path / "locked.dng", random_raw(0))
+    real_open = os.open
+
+    def os_open(name, flags, *args, **kwargs):  # what a non-root user meets on a 0o000 file
+        if Path(name) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(files.os, "open", os_open)
+    with pytest.raises(PermissionError, match=f"^{path}: permission denied"):
+        read_burst(path)
+    assert main(["info", str(path)]) == 2
+    err = capfd.readouterr().err
+    assert err == f"burstjdd info: error: {path}: permission denied (this user cannot read the " \
+                  "file)\n"
+
+
+def test_tiff_tags_tifffile_cannot_interpret_are_one_warning_each(tmp_path, capfd):
+    path = write_dng(tmp_path / "a.dng", random_raw(0), orientation=9)  # 1..8 are valid
+    with pytest.warns(UserWarning) as record:
+        read_burst(path)
+    assert [str(w.message) for w in record] == \
+        [f"{path}: TIFF tag 274 ignored (9 is not a valid ORIENTATION)"]
+    assert capfd.readouterr().err == ""  # tifffile's own log line is not printed
+    assert main(["info", str(path)]) == 0
+    err = capfd.readouterr().err
+    assert err == f"burstjdd info: warning: {path}: TIFF tag 274 ignored (9 is not a valid " \
+                  "ORIENTATION)\n"   # one line: no source line, no "UserWarning"

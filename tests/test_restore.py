@@ -24,11 +24,14 @@ from burstjdd.restore import (
     Restorer,
     _aligned_tiles,
     _ca_features,
+    auto_tile,
+    autocast_dtype,
     blend_window,
     default_search_radius,
     resolve_device,
     restore_burst,
     select_frames,
+    tile_bytes,
     tile_grid,
     tile_layout,
 )
@@ -83,6 +86,9 @@ def psnr(a: Tensor, b: Tensor) -> float:
 
 
 def restore(model: nn.Module, burst: RawBurst, **options) -> Tensor:
+    """restore_burst on the CPU, in float32 unless ``precision`` is given: the plumbing tests
+    below hold to float32 rounding, and "auto" is bf16 on CPUs with native bf16."""
+    options.setdefault("precision", "fp32")
     return restore_burst(model, burst, RestoreOptions(**options), device="cpu")
 
 
@@ -366,12 +372,44 @@ def test_half_precision_runs_close_to_float32(make_burst):
     assert bf16.dtype == torch.float32 and psnr(bf16, fp32) > 45
 
 
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import burstjdd.restore as restore_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(restore_module, "native_bf16", lambda: True)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(restore_module, "native_bf16", lambda: False)
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16 and autocast_dtype("fp32", cpu) is None
+
+
+def test_the_tile_grows_with_the_memory_budget():
+    assert auto_tile(32, 5, 2 << 30) == 448          # compact, 5 frames, the CPU default
+    assert auto_tile(8, 5, 2 << 30) == 512           # the classical model's small estimate
+    assert auto_tile(32, 5, 1 << 20) == 256          # nothing fits: the smallest
+    for budget in (600 << 20, 1 << 30, 2 << 30):  # the largest that fits, or 256
+        tile = auto_tile(32, 5, budget)
+        assert tile_bytes(32, 5, tile // 2) <= budget
+        assert tile == 512 or tile_bytes(32, 5, tile // 2 + 32) > budget
+
+
+def test_output_is_float32_under_bf16(make_burst):
+    # the last convolution leaves autocast: no bf16 rounding of the image (8 bits of mantissa)
+    burst = make_burst(textured_scene(48, 64), 3, noise=LOW)
+    out = restore(tiny_model(), burst, tile=64, overlap=16, precision="bf16")
+    quantised = out.to(torch.bfloat16).float()
+    assert (out != quantised).float().mean() > 0.5
+
+
 def test_from_pretrained(tmp_path, monkeypatch, make_burst):
     hub.save_pretrained(tiny_model(), tmp_path / "w")
-    restorer = Restorer.from_pretrained(tmp_path / "w", device="cpu", tile=64, overlap=16)
+    restorer = Restorer.from_pretrained(tmp_path / "w", device="cpu", tile=64, overlap=16,
+                                        precision="fp32")
     burst = make_burst(textured_scene(32, 48), 3, noise=LOW)
+    # a Restorer on the CPU runs its model channels-last (the same weights, NHWC rounding)
     assert torch.equal(restorer.restore(burst, progress=False),
-                       restore(tiny_model(), burst, tile=64, overlap=16))
+                       restore(tiny_model().to(memory_format=torch.channels_last), burst,
+                               tile=64, overlap=16))
     # no learned weights shipped: the classical pipeline, which needs none, is the default
     monkeypatch.setattr(hub, "shipped_weights", lambda: [])
     classical = Restorer.from_pretrained(None, device="cpu", tile=64, overlap=16)

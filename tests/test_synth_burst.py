@@ -87,6 +87,20 @@ def test_bad_burst_inputs_are_clear_errors(photo):
         simulate_burst(photo, crop=(63, 64))
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("n_objects", 1_000_000, "n_objects must be an integer in 0..16"),  # used to run for days
+    ("seed", 2**64, "seed must be an integer in 0..18446744073709551615"),
+    ("seed", -1, "seed must be an integer in 0..18446744073709551615"),
+    ("seed", "a", "seed must be"),
+    ("crop", "ab", "crop must be \\(H, W\\), two integers"),
+    ("crop", (64,), "crop must be"),
+    ("isp", "x", "isp must be IspParams or None, got str"),
+], ids=["objects", "seed-65-bits", "seed-negative", "seed-str", "crop-str", "crop-1d", "isp"])
+def test_out_of_range_options_are_config_errors_before_any_work(photo, option, value, words):
+    with pytest.raises(ConfigError, match=words):
+        simulate_burst(photo, **{option: value})
+
+
 def test_training_sample_layout(photo):
     sample = make_training_sample([photo], SMALL, torch.Generator().manual_seed(0))
     assert set(SAMPLE_KEYS) <= set(sample)

@@ -14,6 +14,7 @@ from burstjdd.train.config import (
     config_from_dict,
     from_yaml,
     load_config,
+    sample_bytes,
     save_config,
     to_yaml,
     validate,
@@ -189,3 +190,76 @@ def test_save_and_load(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("optim: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "broken.yaml")
+
+
+# ------------------------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize("item, words", [
+    ("optim.batch_size=100000", ["optim.batch_size", "1..4096"]),
+    ("optim.batch_size=true", ["optim.batch_size", "must be int"]),
+    ("data.val_samples=100000000", ["data.val_samples", "1..10000"]),
+    ("data.workers=1000", ["data.workers", "0..256"]),
+    ("data.crop=1048576", ["data.crop", "8..4096"]),
+    ("data.search_radius=5000", ["data.search_radius", "0..1024"]),
+    ("data.frames=65", ["data.frames", "1..64"]),
+    ("schedule.total_steps=10000000000", ["schedule.total_steps", "1..1e+09"]),
+    ("run.budget_validations=100000", ["run.budget_validations", "0..10000"]),
+    ("run.seed=9223372036854775808", ["run.seed", "64-bit integer"]),
+    ("run.seed=99999999999999999999999", ["run.seed", "64-bit integer"]),
+    ("data.val_seed=-1", ["data.val_seed", "0..2**63-1"]),
+    ("run.seed=" + "9" * 5000, ["run.seed", "4300"]),
+    ("optim.lr_g=.inf", ["optim.lr_g", "finite"]),
+    ("optim.lr_dsnet=.nan", ["optim.lr_dsnet", "finite"]),
+    ("optim.lr_g=" + "9" * 400, ["optim.lr_g", "finite"]),  # an int beyond the float range
+    ("optim.betas=[.inf, 0.9]", ["optim.betas[0]", "finite"]),
+    ("optim.weight_decay=1e999", ["optim.weight_decay", "finite"]),
+    ("schedule.eta_min=-.inf", ["schedule.eta_min", "finite"]),
+    ("loss.rho=.inf", ["loss.rho", "finite"]),
+    ("run.time_budget_s=.inf", ["run.time_budget_s", "finite"]),
+    ("model.overrides.nf=" + "[" * 40 + "]" * 40, ["model.overrides", "nested more than 32"]),
+    ("model.overrides." + "a." * 40 + "b=1", ["more than 32 parts"]),
+])
+def test_every_size_count_and_rate_is_bounded_and_the_message_says_the_range(item, words):
+    with pytest.raises(ConfigError) as exc:
+        apply_overrides(TrainConfig(), [item])
+    assert all(w in _message(exc) for w in words), _message(exc)
+    assert len(_message(exc)) < 300
+
+
+def test_the_largest_allowed_values_are_accepted() -> None:
+    cfg = apply_overrides(TrainConfig(), [
+        "optim.batch_size=4096", "data.crop=4096", "data.search_radius=1024", "data.frames=64",
+        "data.workers=256", "data.val_samples=10000", f"run.seed={2**63 - 1}",
+        f"data.val_seed={2**63 - 1}", "schedule.total_steps=1000000000"])
+    assert (cfg.optim.batch_size, cfg.data.crop, cfg.run.seed) == (4096, 4096, 2**63 - 1)
+
+
+def test_yaml_files_are_read_with_limits(tmp_path: Path) -> None:
+    # a 9x9 alias bomb (387 million values once expanded) in model.overrides
+    bomb = "model:\n  overrides:\n    a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"    {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+        for i in range(8))
+    for text, words in [(bomb, "alias bomb"),
+                        ("model:\n  overrides:\n    x: " + "[" * 5000 + "]" * 5000, "nested"),
+                        ("run:\n  seed: " + "9" * 5000 + "\n", "4300")]:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as exc:
+            load_config(path, ["run.seed=1"])
+        assert words in _message(exc) and str(path) in _message(exc), _message(exc)
+
+
+def test_the_samples_of_a_step_and_the_validation_set_must_fit_in_memory() -> None:
+    base = apply_overrides(TrainConfig(), ["data.paths=['builtin:skimage']"])
+    with pytest.raises(ConfigError) as exc:  # 2 samples of 5 x 4224^2 px: 2.1 GiB each
+        validate(apply_overrides(base, ["data.crop=4096", "optim.batch_size=16"]),
+                 check_paths=False)
+    assert "optim.batch_size=16" in _message(exc) and "16 GiB" in _message(exc)
+    with pytest.raises(ConfigError) as exc:
+        validate(apply_overrides(base, ["data.val_paths=['builtin:skimage']",
+                                        "data.val_samples=10000"]), check_paths=False)
+    assert "data.val_samples" in _message(exc) and "GiB" in _message(exc)
+    # without validation paths the validation set is never built
+    validate(apply_overrides(base, ["data.val_samples=10000"]), check_paths=False)
+    assert sample_bytes(base.data) == 4 * (3 * 5 * 256 * 256 + 3 * 128 * 128)

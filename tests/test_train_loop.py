@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from burstjdd.models.jddb import JDDBOutput
 from burstjdd.raw.color import render
 from burstjdd.train.checkpoint import (
     capture_rng,
+    data_label,
     export_run,
     load_checkpoint,
     read_run_info,
@@ -342,6 +344,7 @@ def test_export_takes_the_best_checkpoint_and_the_card_lists_every_leg(stills, t
     export_run(tmp_path / "a", tmp_path / "wa")
     card_a = (tmp_path / "wa" / "README.md").read_text()
     assert "## Training legs" in card_a and "| 1 | a | 0→3 | 6 of 32 px |" in card_a
+    assert str(stills) not in card_a  # data named without the machine's path (data_label)
     # a later session continues from those weights: its card keeps the first leg
     second = tiny_config(stills, total_steps=2, data=val, run={"val_every": 1},
                          model={"init_from": str(tmp_path / "wa")})
@@ -349,6 +352,16 @@ def test_export_takes_the_best_checkpoint_and_the_card_lists_every_leg(stills, t
     export_run(tmp_path / "b", tmp_path / "wb")
     card_b = (tmp_path / "wb" / "README.md").read_text()
     assert "| 1 | a | 0→3 | 6 of 32 px |" in card_b and "| 2 | b | 0→2 | 4 of 32 px |" in card_b
+
+
+@pytest.mark.parametrize("spec, label", [
+    ("stills:/work/shared/data/train/stills/set14", "stills:train/stills/set14"),
+    ("/srv/data/clips/data/val_video", "val_video"),     # the last folder called data
+    ("/home/me/photos/div2k", "div2k"),                  # no data root: the folder's name
+    ("builtin:astronaut", "builtin:astronaut"),
+])
+def test_the_model_card_names_data_relative_to_the_data_root(spec, label):
+    assert data_label(spec) == label
 
 
 def test_hardware_names_the_threads_torch_computes_with():
@@ -360,3 +373,137 @@ def test_hardware_names_the_threads_torch_computes_with():
     finally:
         torch.set_num_threads(threads)
     assert "(torch on 1 of " in text and text.endswith(" threads)")
+
+
+# ------------------------------------------------------------------------------- guards
+
+
+def _loss_going_bad_at(monkeypatch, step, kind="loss"):
+    """Make the training loss (``kind`` "loss") or only its gradient ("gradient") non-finite
+    from update ``step`` on (1-based; validation never calls total_loss)."""
+    from burstjdd.train import loop
+
+    real, calls = loop.total_loss, []
+
+    def total_loss(out, targets, weights, use_bm):
+        loss, report = real(out, targets, weights, use_bm=use_bm)
+        calls.append(1)
+        if len(calls) >= step:
+            if kind == "loss":
+                loss = loss * math.nan
+            else:  # finite value, NaN gradient: d sqrt(x)/dx at 0 is inf, times 0
+                loss = loss + 0.0 * torch.sqrt(0.0 * out.image.sum())
+            report["total"] = float(loss.detach())
+        return loss, report
+
+    monkeypatch.setattr(loop, "total_loss", total_loss)
+
+
+@pytest.mark.parametrize("kind, words", [("loss", "the loss is nan"),
+                                         ("gradient", "the gradient norm is nan")])
+def test_a_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(
+        stills, tmp_path, monkeypatch, kind, words):
+    from burstjdd.train.loop import DivergedError
+
+    _loss_going_bad_at(monkeypatch, 3, kind)
+    cfg = tiny_config(stills, run={"checkpoint_every": 2})
+    with pytest.raises(DivergedError) as exc:
+        quiet_train(cfg, tmp_path / "r")
+    message = str(exc.value)
+    assert message.startswith(f"step 3: {words}; training stopped") and "\n" not in message
+    assert "the last good checkpoint (step 2) is kept" in message and "optim.lr_g" in message
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert ckpt.step == 2 and all(torch.isfinite(t).all() for t in ckpt.model.values())
+    assert read_run_info(tmp_path / "r")["sessions"][-1]["end_step"] == 2
+    assert "step 3: " in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(stills, tmp_path,
+                                                                       monkeypatch):
+    _loss_going_bad_at(monkeypatch, 1)
+    with pytest.raises(ConfigError, match="step 1: the loss is nan; training stopped and no "
+                                          "checkpoint had been written yet"):
+        quiet_train(tiny_config(stills), tmp_path / "new" / "deeper" / "r")
+    assert not (tmp_path / "new").exists()  # the parents it made went too
+    (tmp_path / "empty").mkdir()  # a folder that was there stays, empty as it was
+    with pytest.raises(ConfigError, match="step 1"):
+        quiet_train(tiny_config(stills), tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_checkpoints_never_hold_non_finite_weights(stills, tmp_path, monkeypatch):
+    from burstjdd.train import loop
+
+    real = loop.train_step
+
+    def step_then_poison(model, state, *args):
+        report = real(model, state, *args)
+        if state.step == 2:
+            next(state.model.parameters()).data[0] = math.inf
+        return report
+
+    monkeypatch.setattr(loop, "train_step", step_then_poison)
+    cfg = tiny_config(stills, run={"checkpoint_every": 1})
+    with pytest.raises(loop.DivergedError, match=r"step 2: the weights are not finite; .*"
+                                                 r"checkpoint \(step 1\) is kept"):
+        quiet_train(cfg, tmp_path / "r")
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt").step == 1
+
+
+def test_a_full_disk_is_one_error_naming_the_checkpoint(tmp_path, monkeypatch):
+    from burstjdd.train import checkpoint
+
+    def full(obj, path):  # what torch raises when the disk takes fewer bytes than written
+        Path(path).write_bytes(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"the previous checkpoint")
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError) as exc:
+        checkpoint.save_checkpoint(checkpoint.Checkpoint(1, {}, {}, {}, {}, {}), path)
+    message = str(exc.value)
+    assert message.startswith(f"cannot write {path}:") and "no space left on device" in message
+    assert "MiB free on that disk" in message
+    assert path.read_bytes() == b"the previous checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file
+    monkeypatch.setattr(checkpoint.torch, "save", lambda obj, p: 1 / 0)  # a bug stays a bug
+    with pytest.raises(ZeroDivisionError):
+        checkpoint.save_checkpoint(checkpoint.Checkpoint(1, {}, {}, {}, {}, {}), path)
+
+
+def test_workers_are_bounded_by_the_cpus(stills, monkeypatch):
+    from burstjdd.train import loop
+
+    monkeypatch.setattr(loop, "usable_cpus", lambda: 2)
+    check_config(tiny_config(stills, data={"workers": 8}))
+    with pytest.raises(ConfigError, match=r"data.workers=9 is more than 4 per CPU .* \(2\): "
+                                          r"use at most 8"):
+        check_config(tiny_config(stills, data={"workers": 9}))
+
+
+def test_a_file_is_not_a_run_directory(stills, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    for run_dir in (tmp_path / "file", tmp_path / "file" / "run"):
+        with pytest.raises(ConfigError, match="must be a folder, new or empty, but .*file is a "
+                                              "file"):
+            quiet_train(tiny_config(stills), run_dir)
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[" * 100 + "]" * 100, "nested more than 32"),
+    ('{"sessions": {"a": 1}}', "'sessions' is not a list"),
+    ('{"sessions": [{"start_step": "x"}]}', "sessions[0].start_step is not an integer"),
+    ('{"sessions": [{"wall_s": Infinity}]}', "sessions[0].wall_s is not a finite number"),
+    ('{"best": [1]}', "'best' is not an object"),
+    ('{"sessions": [], "x": ' + "1" * 5000 + "}", "4300"),
+])
+def test_run_json_is_read_with_limits_and_checked(tmp_path, text, words):
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(WeightsError) as exc:
+        read_run_info(tmp_path)
+    assert words in str(exc.value) and "run.json" in str(exc.value)
+    (tmp_path / "run.json").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(WeightsError, match="not UTF-8"):
+        read_run_info(tmp_path)

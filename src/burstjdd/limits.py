@@ -5,10 +5,13 @@ Every JSON or YAML document that comes from disk or the command line (npz metada
 is read through these functions, so a deeply nested document, a YAML alias bomb, a
 self-referencing alias or a 5000-digit integer is one clear error instead of a RecursionError,
 an endless expansion or a ValueError from deep inside the parser.
+
+:func:`available_memory` is what size checks compare against before they allocate.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
@@ -105,3 +108,20 @@ def parse_yaml(text: str, what: str, error: type[BurstJDDError]) -> Any:
         raise _fail(error, what, f"nested more than {MAX_NESTING} levels deep") from None
     finally:
         loader.dispose()
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can take now without swapping: Linux's MemAvailable (free
+    memory plus the page cache it can reclaim), else the free pages of ``sysconf``
+    (macOS), else None (unknown: callers then skip their memory check)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the value is in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

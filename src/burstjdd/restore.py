@@ -53,14 +53,18 @@ padded packed frames and noise maps, their features and the output canvas and we
 (8·N + N·C/16 + 16)·h·w·4 bytes for packed h × w (C = 16 DSNet channels): ~0.75 GB for
 5 × 12 MP, plus the burst itself.
 
-Precision: float32 on CPU and MPS; on CUDA the reconstruction runs under autocast bfloat16
-(float16 when bfloat16 is unsupported, or on request). The DSNet features and the block
-matching always run in float32 (an argmin is sensitive to rounding). On CPU the result is
-deterministic: the same input gives the same output, bit for bit.
+Precision (``precision="auto"``): the reconstruction runs under autocast bfloat16 on CUDA
+(float16 where bfloat16 is unsupported) and on a CPU that computes bfloat16 natively
+(AVX512-BF16, AMX, Arm BF16: :func:`~burstjdd.hardware.native_bf16`), float32 elsewhere; "fp32",
+"bf16" and "fp16" force one. The DSNet features, the block matching, the deformable
+convolutions' sampling positions, the HDR+ merge of the residual base and the blending always
+run in float32 (argmins and sub-pixel positions are sensitive to rounding). On CPU the result
+is deterministic: the same input gives the same output, bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
@@ -73,6 +77,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from burstjdd.errors import BurstFormatError, ConfigError
+from burstjdd.hardware import native_bf16
 from burstjdd.models import hub
 from burstjdd.models.classical import build_classical, is_classical
 from burstjdd.models.dsnet import LR_SCALE
@@ -86,6 +91,8 @@ __all__ = [
     "RestoreOptions",
     "Restorer",
     "TileGrid",
+    "auto_tile",
+    "autocast_dtype",
     "blend_window",
     "default_search_radius",
     "resolve_device",
@@ -99,6 +106,10 @@ __all__ = [
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_CPU_MEMORY = 2 << 30  # bytes of tiles in flight on CPU/MPS
+MAX_STRENGTH = 2.0  # RestoreOptions.strength lies in 0..MAX_STRENGTH
+# Largest search radius accepted before the burst is seen (full-res px); a burst then limits it
+# to its own larger side.
+MAX_SEARCH_RADIUS = 100_000
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -110,21 +121,27 @@ _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class RestoreOptions:
     """How a burst is tiled and run (sizes in FULL-RESOLUTION pixels).
 
-    tile: side of a square tile (a multiple of 8, >= 32; 256 = 128 packed pixels);
+    tile: side of a square tile (a multiple of 8, >= 32; 256 = 128 packed pixels); None: the
+        largest that the memory budget holds, 256..512 (:func:`auto_tile`);
     overlap: minimum overlap of neighbouring tiles (a multiple of 8, 0 <= overlap <= tile/2);
         None: a quarter of the tile, at most 64 (rounded down to a multiple of 8);
     search_radius: coarse-alignment search radius, None = :func:`default_search_radius`;
     max_frames: at most this many frames, nearest the reference (:func:`select_frames`);
     max_memory: byte budget of the tiles in flight (:func:`tile_bytes`), None = the default;
-    precision: "auto" (fp32 on CPU/MPS, bf16 on CUDA), "fp32", "bf16" or "fp16".
+    precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "fp32", "bf16"
+        or "fp16" (:func:`autocast_dtype`);
+    strength: denoising strength in [0, 2]: the noise level the network (and the classical
+        denoiser) is told is the burst's times this (1: as measured; below 1 keeps more
+        texture and noise, above 1 smooths more).
     """
 
-    tile: int = 256
+    tile: int | None = None
     overlap: int | None = None
     search_radius: float | None = None
     max_frames: int = 8
     max_memory: int | None = None
     precision: str = "auto"
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.overlap is None and isinstance(self.tile, int):
@@ -132,16 +149,19 @@ class RestoreOptions:
             object.__setattr__(self, "overlap", min(64, self.tile // 4 // step * step))
         for name, low in (("tile", 32), ("overlap", 0)):
             value = getattr(self, name)
+            if value is None:  # tile None: chosen per burst, overlap then with it
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low \
                     or value % (2 * LR_SCALE):
                 raise ConfigError(f"{name} must be a multiple of {2 * LR_SCALE} full-res pixels "
                                   f">= {low}, got {value!r}")
-        if 2 * self.overlap > self.tile:
+        if self.tile is not None and 2 * self.overlap > self.tile:
             raise ConfigError(f"overlap {self.overlap} must be at most half the tile {self.tile}")
         if self.search_radius is not None and not (
-                isinstance(self.search_radius, (int, float)) and 0 <= self.search_radius < 1e5):
-            raise ConfigError(f"search radius must be >= 0 full-res pixels, "
-                              f"got {self.search_radius!r}")
+                isinstance(self.search_radius, (int, float))
+                and 0 <= self.search_radius <= MAX_SEARCH_RADIUS):
+            raise ConfigError(f"search radius must be a number in 0..{MAX_SEARCH_RADIUS} "
+                              f"full-res pixels, got {self.search_radius!r}")
         if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) \
                 or self.max_frames < 1:
             raise ConfigError(f"max_frames must be an integer >= 1, got {self.max_frames!r}")
@@ -153,6 +173,10 @@ class RestoreOptions:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
                               f"got {self.precision!r}")
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
+                or not 0.0 <= self.strength <= MAX_STRENGTH:
+            raise ConfigError(f"strength must be a number in 0..{MAX_STRENGTH:g}, "
+                              f"got {self.strength!r}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -180,12 +204,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the reconstruction, or None for plain float32."""
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the reconstruction, or None for plain float32. "auto": bf16 on a
+    GPU that has it (else fp16), bf16 on a CPU that computes it natively
+    (:func:`~burstjdd.hardware.native_bf16`), float32 on other CPUs (where bf16 is emulated and
+    slower) and on MPS."""
     if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and native_bf16() else None
     return _HALF.get(precision)
 
 
@@ -227,6 +254,18 @@ def tile_bytes(nf: int, n_frames: int, size: int) -> int:
     over-estimates by 10-35 %.
     """
     return 4 * size * size * (n_frames * (28 * nf + 600) + 40 * nf)
+
+
+def auto_tile(nf: int, n_frames: int, budget: int) -> int:
+    """The tile side (full-res px) of ``RestoreOptions(tile=None)``: the largest multiple of 64
+    in 256..512 of which one tile fits in ``budget`` bytes (:func:`tile_bytes`), else 256.
+
+    Larger tiles waste less on overlaps: with 64 px of overlap, 256 px tiles compute 1.8× the
+    image area and 512 px tiles 1.3×."""
+    for tile in range(512, 256, -64):
+        if tile_bytes(nf, n_frames, tile // 2) <= budget:
+            return tile
+    return 256
 
 
 def _default_memory(device: torch.device) -> int:
@@ -378,6 +417,9 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     h0, w0 = _visible_size(burst)
     level = burst.noise_level()
     n = len(indices)
+    budget = options.max_memory or _default_memory(device)
+    if options.tile is None:
+        options = dataclasses.replace(options, tile=auto_tile(model.config.nf, n, budget))
 
     # (N, H, W) file phase -> RGGB -> packed (N, 4, h, w), padded for the tile grid
     y = pack(to_rggb(burst.raw[indices].to(device=device, dtype=torch.float32), burst.cfa))
@@ -386,7 +428,7 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     y = F.pad(y, (border, grid.width - w - border, border, grid.height - h - border),
               mode="replicate")
     frames = y[None]  # (1, N, 4, Hp, Wp)
-    noise = noise_map(frames, level.shot, level.read)
+    noise = options.strength * noise_map(frames, level.shot, level.read)  # the level told
     radius = options.search_radius
     if radius is None:
         radius = default_search_radius(h0, w0)
@@ -402,9 +444,8 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
                                 device=device) for i in range(len(grid.rows))]
     window_cols = [blend_window(out_size, 2 * grid.overlap, j > 0, j < len(grid.cols) - 1,
                                 device=device) for j in range(len(grid.cols))]
-    budget = options.max_memory or _default_memory(device)
     chunk = max(1, budget // tile_bytes(model.config.nf, n, size))
-    half = _autocast_dtype(options.precision, device)
+    half = autocast_dtype(options.precision, device)
     tiles = grid.origins
     with tqdm(total=len(tiles), desc="restore", unit="tile", disable=not progress) as bar:
         for start in range(0, len(tiles), chunk):
@@ -436,19 +477,22 @@ class Restorer:
     model: a TwoStageJDDB (moved to ``device`` and put in eval mode, in place);
     device: "auto" (CUDA, else MPS, else CPU) | "cpu" | "cuda" | "mps";
     tile, overlap, search_radius (full-resolution pixels), max_frames, max_memory (bytes),
-    precision: see :class:`RestoreOptions`.
+    precision, strength (denoising strength 0..2, default 1): see :class:`RestoreOptions`.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "auto", tile: int = 256,
-                 overlap: int | None = None, search_radius: float | None = None,
+    def __init__(self, model: nn.Module, device: str | torch.device = "auto",
+                 tile: int | None = None, overlap: int | None = None,
+                 search_radius: float | None = None,
                  precision: str = "auto", max_frames: int = 8,
-                 max_memory: int | None = None) -> None:
+                 max_memory: int | None = None, strength: float = 1.0) -> None:
         if not isinstance(model, nn.Module) or not hasattr(model, "reconstruct"):
             raise ConfigError(f"Restorer needs a TwoStageJDDB model, got {type(model).__name__}")
         self.options = RestoreOptions(tile, overlap, search_radius, max_frames, max_memory,
-                                      precision)
+                                      precision, strength)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":  # oneDNN's convolutions are faster on NHWC tensors
+            self.model.to(memory_format=torch.channels_last)
         self.name = type(model).__name__  # what the model is called in messages
 
     @classmethod

@@ -17,7 +17,10 @@ Both read the same type hints: ``bool``, ``int``, ``float``, ``str``, ``None``, 
 ``Literal[...]``, unions (``X | None``), ``tuple[X, Y]``, ``tuple[X, ...]``, ``list[X]`` and
 ``dict[str, X]``, nested to any depth; an item is named ``<where>[i]``, a mapping value
 ``<where>.<key>``. A type hint outside these is a bug in the dataclass, not bad input:
-:class:`TypeError`.
+:class:`TypeError`. In both dialects an ``int`` field takes a 64-bit integer
+(:data:`INT_MIN` .. :data:`INT_MAX`: no setting needs more, and torch, NumPy and the seeds
+take no more) and a ``float`` field a finite number (an infinite learning rate or loss weight
+is never meant, and NaN would pass no range check); the sections then check their own ranges.
 
 Standard library and :mod:`burstjdd.errors` only (a core module below every layer).
 """
@@ -25,6 +28,7 @@ Standard library and :mod:`burstjdd.errors` only (a core module below every laye
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -34,9 +38,10 @@ from typing import Any, Literal
 
 from burstjdd.errors import BurstJDDError, ConfigError, WeightsError
 
-__all__ = ["TRAINING_YAML", "WEIGHTS_JSON", "Dialect", "convert", "field_hints", "hint_name",
-           "short_repr", "yaml_type_name"]
+__all__ = ["INT_MAX", "INT_MIN", "TRAINING_YAML", "WEIGHTS_JSON", "Dialect", "convert",
+           "field_hints", "hint_name", "short_repr", "yaml_type_name"]
 
+INT_MIN, INT_MAX = -2**63, 2**63 - 1  # the range of an int field: a signed 64-bit integer
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
 
 
@@ -54,7 +59,8 @@ class Dialect:
     bad value itself) and ``short`` (its repr, cut to 60 characters); bad_value (a Literal's
     value) also gets ``choices`` (the list of allowed values), bad_length (a fixed-length
     tuple) ``n`` (items expected) and ``m`` (items given); bad_key (a mapping key that is not a
-    string) gets the key as ``got``/``value``/``short``.
+    string) gets the key as ``got``/``value``/``short``; bad_number (an int beyond 64 bits, a
+    float that is not finite) gets ``what``: "a 64-bit integer" or "a finite number".
     """
 
     error: type[BurstJDDError]
@@ -66,6 +72,7 @@ class Dialect:
     bad_value: str
     bad_length: str
     bad_key: str
+    bad_number: str
 
 
 def hint_name(hint: Any) -> str:
@@ -95,7 +102,10 @@ def yaml_type_name(hint: Any) -> str:
 
 def short_repr(value: Any) -> str:
     """``repr(value)`` on one line, cut to 60 characters (for error messages)."""
-    text = repr(value).replace("\n", " ")
+    try:
+        text = repr(value).replace("\n", " ")
+    except ValueError:  # it holds an int of more digits than Python writes out (4300)
+        text = f"<{type(value).__name__} too long to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -105,6 +115,7 @@ WEIGHTS_JSON = Dialect(
     bad_value="{where}: bad value {value!r} (expected one of {choices})",
     bad_length="{where}: expected {n} items, got {m}",
     bad_key="{where}: bad type {got} for a key (expected str)",
+    bad_number="{where}: bad value {short} (expected {what})",
 )
 
 _YAML_BAD = "{where} must be {expected}, got {got} {short}"
@@ -113,6 +124,7 @@ TRAINING_YAML = Dialect(
     sequences=(list, tuple),
     bad_type=_YAML_BAD, bad_value=_YAML_BAD, bad_length=_YAML_BAD,
     bad_key="{where} keys must be strings, got {got} {short}",
+    bad_number="{where} must be {what}, got {short}",
 )
 
 
@@ -130,12 +142,34 @@ def _fail(dialect: Dialect, template: str, where: str, value: Any, hint: Any,
         short=short_repr(value), **extra))
 
 
+def _out_of_range(dialect: Dialect, where: str, value: Any, what: str) -> BurstJDDError:
+    """The dialect's bad_number error: ``value`` has the field's type but not a value it takes
+    (``what``: "a 64-bit integer", "a finite number"); marked ``out_of_range`` so that a union
+    reports it rather than its list of types."""
+    error = _fail(dialect, dialect.bad_number, where, value, None, what=what)
+    error.out_of_range = True
+    return error
+
+
 def _is(value: Any, tp: type, exact: bool) -> bool:
     """Whether ``value`` is a ``tp``: exactly (``exact``) or as an instance; a bool is never an
     int or a float here."""
     if exact:
         return type(value) is tp
     return isinstance(value, tp) and (tp is bool or not isinstance(value, bool))
+
+
+def _float(value: Any, dialect: Dialect) -> float | None:
+    """``value`` as a float when a float field takes it (a float, an int, or per ``dialect`` a
+    string spelling a number; inf for an int beyond the float range), else None."""
+    if _is(value, float, dialect.exact) or _is(value, int, dialect.exact):
+        try:
+            return float(value)
+        except OverflowError:  # an int of more than 308 digits
+            return math.inf
+    if dialect.float_text and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)
+    return None
 
 
 def convert(value: Any, hint: Any, where: str, dialect: Dialect) -> Any:
@@ -167,23 +201,27 @@ def convert(value: Any, hint: Any, where: str, dialect: Dialect) -> Any:
                 continue
             try:
                 return convert(value, arm, where, dialect)
-            except dialect.error:
-                pass
+            except dialect.error as exc:
+                if getattr(exc, "out_of_range", False):  # the arm's type, a bad value: say so
+                    raise
         raise bad()
     if hint is type(None):
         if value is None:
             return None
         raise bad()
     if hint in (bool, int, str):
-        if _is(value, hint, exact):
-            return value
-        raise bad()
+        if not _is(value, hint, exact):
+            raise bad()
+        if hint is int and not INT_MIN <= value <= INT_MAX:
+            raise _out_of_range(dialect, where, value, "a 64-bit integer")
+        return value
     if hint is float:
-        if _is(value, float, exact) or _is(value, int, exact):
-            return float(value)
-        if dialect.float_text and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value)
-        raise bad()
+        number = _float(value, dialect)
+        if number is None:
+            raise bad()
+        if not math.isfinite(number):
+            raise _out_of_range(dialect, where, value, "a finite number")
+        return number
     if origin in (tuple, list) and args:
         if not isinstance(value, dialect.sequences):
             raise bad()

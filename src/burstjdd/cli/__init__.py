@@ -10,7 +10,8 @@ Command modules import the library (torch, models) inside ``run`` only, so build
 and ``burstjdd --help`` stay fast.
 Errors of type :class:`burstjdd.errors.BurstJDDError` (and ``OSError``), bad arguments and
 running out of memory are printed as one line on stderr with exit status 2; nothing is left
-half-written because every writer is atomic. The conventions every command follows (flags,
+half-written because every writer is atomic. Python warnings raised while a command runs are
+printed as one line each, ``burstjdd CMD: warning: ...``. The conventions every command follows (flags,
 outputs, overwriting) are in docs/cli.md.
 """
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 from burstjdd._version import __version__
 from burstjdd.errors import BurstJDDError
@@ -71,6 +73,18 @@ def _out_of_memory(exc: BaseException) -> bool:
                                               or "out of memory" in text.lower())
 
 
+def _warning_printer(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``burstjdd CMD: warning: <message>`` as one line,
+    without the source line Python shows by default (the user did not write that code)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        stream = sys.stderr if file is None else file
+        try:
+            stream.write(f"burstjdd {command}: warning: {_one_line(str(message))}\n")
+        except (OSError, AttributeError):  # no usable stderr: as Python's own printer does
+            pass
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="burstjdd",
@@ -99,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        with warnings.catch_warnings():  # the printer is restored when the command ends
+            warnings.showwarning = _warning_printer(args.command)
+            return int(module.run(args) or 0)
     except (BurstJDDError, OSError) as exc:
         msg = _one_line(str(exc)) or type(exc).__name__
         print(f"burstjdd {args.command}: error: {msg}", file=sys.stderr)

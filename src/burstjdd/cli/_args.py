@@ -12,12 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+
+
+def _number(value: float) -> str:
+    """Integers in full (a 64-bit bound stays exact), floats short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _range_text(lo: float | None, hi: float | None) -> str:
     if hi is None:
-        return f">= {lo:g}"
-    return f"in {lo:g}..{hi:g}" if lo is not None else f"<= {hi:g}"
+        return f">= {_number(lo)}"
+    return f"in {_number(lo)}..{_number(hi)}" if lo is not None else f"<= {_number(hi)}"
 
 
 def int_in(lo: int | None = None, hi: int | None = None, multiple: int = 1
@@ -54,6 +60,12 @@ def float_in(lo: float | None = None, hi: float | None = None) -> Callable[[str]
     return parse
 
 
+def add_seed(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--seed S``: an integer in 0..MAX_SEED (what a torch generator takes), default 0."""
+    parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, metavar="S",
+                        help=f"{help_text}, 0..2**64-1 (default 0)")
+
+
 def weights_arg(text: str) -> str:
     """An argparse type for ``--model``: the text as given, refused at once when it names a
     training run folder (or its checkpoint.pt) instead of a weights folder, saying to export it."""
@@ -71,6 +83,18 @@ def add_device(parser: argparse.ArgumentParser, default: str = "auto", what: str
     parser.add_argument("--device", default=default, choices=DEVICES,
                         help=f"where to run{what}: auto (CUDA, else MPS, else CPU), cpu, cuda or "
                              f"mps (default {default})")
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """``--precision auto|fp32|bf16|fp16`` of the network; auto: bf16 on CUDA and on CPUs that
+    compute it natively (AVX512-BF16, AMX), fp32 elsewhere."""
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="arithmetic of the network: auto (bf16 on CUDA and on CPUs with "
+                             "native bf16 such as AVX512-BF16 or AMX, else fp32), fp32, bf16 or "
+                             "fp16 (default auto; alignment and merge stay fp32)")
 
 
 def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bars",

@@ -27,19 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from burstjdd.eval.analyze import (analyze_burst, histogram_png, offsets_png,
-                                       reference_srgb, summary)
+    from burstjdd.eval.analyze import (analyze_burst, histogram_image, offsets_image,
+                                       reference_srgb, summary, write_pngs)
+    from burstjdd.eval.outputs import NewPaths, require_folder
     from burstjdd.raw.io import read_burst
 
+    out = require_folder(args.output)
     burst = read_burst(args.burst[0] if len(args.burst) == 1 else args.burst)
     result = analyze_burst(burst, block=args.block, factor=args.factor, radius=args.radius)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     true = None if result.true_neighbour is None else result.true_neighbour.norm(dim=-1)
-    histogram_png(result.neighbour.norm(dim=-1), out / "shift_histogram.png", true=true)
-    offsets_png(reference_srgb(burst), result, out / "offsets.png")
+    images = {out / "shift_histogram.png": histogram_image(result.neighbour.norm(dim=-1),
+                                                           true=true),
+              out / "offsets.png": offsets_image(reference_srgb(burst), result)}
+    new = NewPaths()  # the folders it makes go again when the files cannot be written
+    new.note_folder(out)
+    with new.removed_on_failure():
+        out.mkdir(parents=True, exist_ok=True)
+        write_pngs(images)  # both or neither
     print("\n".join(summary(result)))
-    print(f"wrote {out / 'shift_histogram.png'} and {out / 'offsets.png'}")
+    print(f"wrote {' and '.join(str(p) for p in images)}")
     return 0

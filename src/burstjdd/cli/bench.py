@@ -29,17 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=DEVICES,
                         help="where to measure: cpu, cuda, or auto (CUDA when there is one, else "
                              "the CPU); mps is not measured (default cpu)")
-    parser.add_argument("--repeat", type=int_in(1), default=3, metavar="N",
-                        help="runs per measurement; the median of runs 2.. is reported "
+    parser.add_argument("--repeat", type=int_in(1, 100), default=3, metavar="N",
+                        help="runs per measurement, 1..100; the median of runs 2.. is reported "
                              "(default 3)")
     parser.add_argument("--quick", action="store_true",
                         help=f"only a small burst ({QUICK_SIZE}), no calibration")
-    parser.add_argument("--tile", type=int_in(4, multiple=4), default=128, metavar="PX",
-                        help="tile side in packed px (x4 full-res px; default 128)")
-    parser.add_argument("--tile-batch", type=int_in(1), default=1, metavar="N",
-                        help="tiles per reconstruct call (default 1)")
-    parser.add_argument("--threads", type=int_in(0), default=0, metavar="N",
-                        help="torch CPU threads (default 0: torch's default)")
+    parser.add_argument("--tile", type=int_in(4, 2048, multiple=4), default=128, metavar="PX",
+                        help="tile side in packed px, 4..2048 (x4 full-res px; default 128)")
+    parser.add_argument("--tile-batch", type=int_in(1, 1024), default=1, metavar="N",
+                        help="tiles per reconstruct call, 1..1024 (default 1)")
+    parser.add_argument("--threads", type=int_in(0, 1024), default=0, metavar="N",
+                        help="torch CPU threads, 0..1024 (default 0: torch's default)")
     parser.add_argument("--timeout", type=float_in(1), default=3600, metavar="S",
                         help="seconds per measurement (default 3600)")
     parser.add_argument("--no-loop", action="store_true",
@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--quick and --sizes exclude each other")
     sizes = [bm.parse_size(s) for s in _split(QUICK_SIZE if args.quick
                                               else args.sizes or "720p,1080p,uhd")]
+    if not sizes:
+        raise ConfigError(f"--sizes {args.sizes!r} names no size: give a comma list of 720p, "
+                          "1080p, uhd or WxH")
     presets, valid = _split(args.presets), preset_names()
     for preset in presets:
         if preset not in valid:

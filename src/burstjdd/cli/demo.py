@@ -36,7 +36,9 @@ BYTES_PER_PIXEL = 12_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from burstjdd.cli._args import add_device, add_quiet, int_in, weights_arg
+    from burstjdd.cli._args import (add_device, add_precision, add_quiet, add_seed, float_in,
+                                    int_in, weights_arg)
+    from burstjdd.cli.restore import MAX_STRENGTH
 
     parser.add_argument("-o", "--output", default="burstjdd-demo", metavar="DIR",
                         help="folder for demo.png and restored-<model>.png, created as needed "
@@ -45,13 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a shipped name, 'classical' (no learned weights) or a weights "
                              "folder (default: the shipped default model, else classical)")
     add_device(parser)
+    add_precision(parser)
     parser.add_argument("--size", type=int_in(64, None, multiple=2), default=384, metavar="PX",
                         help="side of the square burst in pixels, even, >= 64; sizes that need "
                              "more memory than is available are refused (default 384)")
     parser.add_argument("--photo", default="astronaut", metavar="NAME",
                         help="scikit-image photo: astronaut (default), coffee, chelsea, rocket, "
                              "motorcycle")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    add_seed(parser, "random seed")
+    parser.add_argument("--strength", type=float_in(0, MAX_STRENGTH), default=1.0, metavar="S",
+                        help="denoising strength 0..2 of our model (as restore --strength; "
+                             "default 1)")
     add_quiet(parser, "no progress bar")
 
 
@@ -95,24 +101,15 @@ def side_by_side(panels: list[Tensor], labels: list[str]) -> Tensor:
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux/macOS sysconf), or None."""
-    import os
-
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_size(size: int) -> None:
     """ConfigError, before anything is allocated, for a size that is odd, too small or needs
     more memory than is available (estimate: BYTES_PER_PIXEL per pixel of the square)."""
     from burstjdd.errors import ConfigError
+    from burstjdd.limits import available_memory
 
     if size < 64 or size % 2:  # the CLI's argument type refuses these already
         raise ConfigError(f"--size must be an even number of pixels >= 64, got {size}")
-    need, free = BYTES_PER_PIXEL * size * size, _available_memory()
+    need, free = BYTES_PER_PIXEL * size * size, available_memory()
     if free is not None and need > free:
         raise ConfigError(f"--size {size} needs about {need / 2**30:.1f} GiB of memory, only "
                           f"{free / 2**30:.1f} GiB is available; choose a smaller --size")
@@ -123,15 +120,24 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from burstjdd.eval.baselines import bilinear, hdrplus_dmn, temporal_mean
+    from burstjdd.errors import ConfigError
     from burstjdd.eval.metrics import protocol_srgb, psnr
     from burstjdd.models.classical import ClassicalJDDB
+    from burstjdd.raw.files import check_replaceable, special_file
     from burstjdd.raw.writers import write_image, write_png
     from burstjdd.restore import Restorer
 
     check_size(args.size)
     out = Path(args.output)
-    restorer = Restorer.from_pretrained(args.model, device=args.device)  # fails fast
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: -o must be a folder (for demo.png and restored-<model>.png), "
+                          f"and this is {special_file(out) or 'a file'}; give a folder name")
+    restorer = Restorer.from_pretrained(args.model, device=args.device,  # fails fast
+                                        strength=args.strength, precision=args.precision)
     learned = not isinstance(restorer.model, ClassicalJDDB)
+    restored_name = f"restored-{_file_label(restorer.name) if learned else 'classical'}.png"
+    for name in ("demo.png", restored_name):  # a folder or a FIFO there: refused before work
+        check_replaceable(out / name)
     method = (f"ours: {restorer.name} (learned)" if learned
               else "ours: classical (no learned weights)")
     if not learned:
@@ -154,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
     gt = srgb["ground truth"]
     scores = {name: psnr(x, gt) for name, x in srgb.items() if name != "ground truth"}
     labels = [f"{name}\n{scores[name]:.2f} dB" if name in scores else name for name in srgb]
-    restored_name = f"restored-{_file_label(restorer.name) if learned else 'classical'}.png"
     write_png(side_by_side(list(srgb.values()), labels), out / "demo.png")
     write_image(restored, out / restored_name, burst=burst)
 

@@ -10,12 +10,16 @@ from burstjdd.cli._args import (
     add_device,
     add_old_output,
     add_quiet,
+    add_seed,
     float_in,
     int_in,
     weights_arg,
 )
 
 NAME = "evaluate"
+# burstjdd.eval.baselines.BASELINES, named here so that --help stays fast (no torch import);
+# tests/test_cli_errors.py checks that the two agree.
+BASELINE_NAMES = ("bilinear", "malvar", "menon", "dmn", "mean", "hdrplus", "hdrplus_dmn")
 HELP = "evaluate methods on clips or stills (paper tables, stress curve)"
 
 
@@ -32,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "may also be written SHOT,READ); default low,high, the stress "
                              "curve: high")
     parser.add_argument("--methods", default=None, metavar="A,B,...",
-                        help="baselines to run (bilinear, malvar, menon, dmn, mean, hdrplus) "
+                        help=f"baselines to run ({', '.join(BASELINE_NAMES)}) "
                              "and/or 'ours' (default: every available baseline, and our model "
                              "when --model is given or weights are shipped)")
     parser.add_argument("--model", type=weights_arg, default=None, metavar="NAME|PATH",
@@ -54,12 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shifts", default=None, metavar="PX,PX,...",
                         help="shifts of the stress curve (implies --stress; default "
                              "0,16,32,64,96,128)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the synthetic bursts of stills (default 0)")
+    add_seed(parser, "seed of the synthetic bursts of stills")
     parser.add_argument("-o", "--output", default="eval_results", metavar="DIR",
                         help="output folder (created as needed; its files are replaced): "
                              "results.json/.md (stress.json/.md/_*.png), the per-burst cache "
-                             "cache.jsonl, figures/ (default eval_results)")
+                             "cache.jsonl, figures/; a failed run removes what it created, a "
+                             "cache it created too, except on Ctrl-C (default eval_results)")
     add_old_output(parser, "--out")
     parser.add_argument("--figures", action="store_true",
                         help="write side-by-side crops (methods x one region, zoom inset, "
@@ -94,6 +98,21 @@ def _is_number(text: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from burstjdd.eval.outputs import NewPaths, require_folder
+
+    out = require_folder(args.output)
+    cache_path = out / "cache.jsonl"
+    # Nothing left behind: what this run creates is removed if it fails (docs/cli.md); a cache
+    # it created stays on Ctrl-C only, so that the next run continues from it.
+    new = NewPaths()
+    new.note_folder(out)
+    new.note(cache_path)
+    with new.removed_on_failure(keep_on_interrupt=(cache_path,)):
+        return _evaluate(args, out, cache_path, new)
+
+
+def _evaluate(args: argparse.Namespace, out: Path, cache_path: Path, new) -> int:
+    """The work of :func:`run`; every path it creates is noted in ``new`` (a NewPaths) first."""
     from burstjdd.errors import ConfigError
     from burstjdd.eval import evaluate as ev
 
@@ -106,10 +125,9 @@ def run(args: argparse.Namespace) -> int:
     default_noise = "high" if stress else "low,high"
     noises = _noise_levels(args.noise or default_noise, ev.parse_list)
     names = None if args.methods is None else ev.parse_list(args.methods, "method")
-    out = Path(args.output)
     methods = ev.resolve_methods(names, model=args.model, search_radius=args.search_radius,
                                  device=args.device)
-    cache = ev.ResultCache(out / "cache.jsonl")
+    cache = ev.ResultCache(cache_path)
     progress = not args.quiet
     print(f"methods: {', '.join(m.name for m in methods)}")
 
@@ -118,10 +136,13 @@ def run(args: argparse.Namespace) -> int:
         shifts = [_float(s, "shift") for s in ev.parse_list(args.shifts or default_shifts,
                                                             "shift")]
         for noise in noises:
+            folder = out / ev.safe_name(noise) if len(noises) > 1 else out
+            new.note_folder(folder)
+            new.note(*(folder / name for name in (f"stress_{ev.safe_name(noise)}.png",
+                                                   "stress.json", "stress.md")))
             summary = ev.stress_curve(args.data, methods, shifts, noise,
                                       max_images=args.max_bursts, seed=args.seed, cache=cache,
-                                      out=out / ev.safe_name(noise) if len(noises) > 1 else out,
-                                      progress=progress)
+                                      out=folder, progress=progress)
             name = next(iter(summary))
             print(ev.format_stress_table(summary, name))
         print(f"wrote {out}")
@@ -134,25 +155,28 @@ def run(args: argparse.Namespace) -> int:
         else:
             specs = ev.still_bursts(args.data, noise, max_shift=args.max_shift,
                                     max_bursts=args.max_bursts, seed=args.seed)
-        on_outputs = _figure_writer(out / "figures") if args.figures else None
+        on_outputs = _figure_writer(out / "figures", new) if args.figures else None
         results += ev.evaluate(specs, methods, cache, progress=progress, on_outputs=on_outputs)
         summary = ev.summarise(results)
         tables.append(ev.format_table(summary, specs[0].noise))
         print(tables[-1], flush=True)
     config = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    new.note(out / "results.json", out / "results.md")
     json_path, md_path = ev.write_results(out, ev.summarise(results), results,
                                           "\n\n".join(tables), config)
     print(f"wrote {json_path} and {md_path}")
     return 0
 
 
-def _figure_writer(folder: Path):
-    """on_outputs callback: a crop figure for the first computed burst of each (clip, noise)."""
+def _figure_writer(folder: Path, new):
+    """on_outputs callback: a crop figure for the first computed burst of each (clip, noise),
+    ``folder`` and each figure noted in ``new`` (a NewPaths) before they are written."""
     from burstjdd.eval.evaluate import safe_name, score
     from burstjdd.eval.figures import crop_figure
     from burstjdd.eval.metrics import protocol_srgb
 
     done: set[tuple[str, str]] = set()
+    new.note_folder(folder)
 
     def write(spec, burst, outputs) -> None:
         if (spec.group, spec.noise) in done:
@@ -164,6 +188,7 @@ def _figure_writer(folder: Path):
             images[name] = protocol_srgb(out.detach().float().cpu(), burst.wb, burst.ccm)
             psnrs[name] = score(out, burst)[0]
         path = folder / f"{safe_name(spec.burst_id)}_{safe_name(spec.noise)}.png"
+        new.note(path)
         print(f"figure: {crop_figure(images, path, psnrs=psnrs)}")
 
     return write

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 
-from burstjdd.cli._args import add_quiet, float_in, int_in
+from burstjdd.cli._args import add_quiet, add_seed, float_in, int_in
 
 NAME = "simulate"
 HELP = "simulate noisy raw bursts with known motion from photos or clips"
 MAX_FRAMES = 64  # burstjdd.synth.burst.MAX_FRAMES (not imported: --help stays free of torch)
+MAX_OBJECTS = 16  # burstjdd.synth.burst.MAX_OBJECTS
 
 
 def _crop(text: str) -> tuple[int, int]:
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="a .npz file for one burst, else a folder of <name>.npz (folders "
-                             "are created as needed; existing files are replaced)")
+                             "are created as needed; existing files are replaced, never a folder or a "
+                             "special file)")
     parser.add_argument("--frames", type=int_in(1, MAX_FRAMES), default=5, metavar="N",
                         help=f"frames per burst, 1..{MAX_FRAMES} (default 5)")
     parser.add_argument("--noise", default="high", metavar="LEVEL",
@@ -39,11 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
                         help="stills: largest camera shift between neighbouring frames, full-res "
                              "pixels >= 0 (default 64)")
-    parser.add_argument("--objects", type=int_in(0), default=2, metavar="K",
-                        help="independently moving objects per burst (default 2)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="random seed; burst NAME of a folder uses a seed derived from "
-                             "(S, NAME) (default 0)")
+    parser.add_argument("--objects", type=int_in(0, MAX_OBJECTS), default=2, metavar="K",
+                        help=f"independently moving objects per burst, 0..{MAX_OBJECTS} "
+                             "(default 2)")
+    add_seed(parser, "random seed; burst NAME of a folder uses a seed derived from (S, NAME)")
     parser.add_argument("--crop", type=_crop, default=None, metavar="WxH",
                         help="output size (even); default: the largest the motion allows")
     parser.add_argument("--cfa", default="RGGB", help="Bayer pattern of the mosaics (default RGGB)")
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.errors import DataError
     from burstjdd.raw.cfa import check_pattern
+    from burstjdd.raw.files import check_replaceable
     from burstjdd.raw.noise import parse_noise
     from burstjdd.raw.npz import write_npz
     from burstjdd.synth.burst import simulate_burst
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"{src}: not an image, a video or a folder")
         if out.suffix.lower() != ".npz":
             raise DataError(f"{out}: one burst is written to a .npz file")
+        check_replaceable(out)  # a folder or a FIFO there: refused before the work
         burst = simulate_burst(frames, seed=args.seed, **options)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_npz(burst, out)
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     source = open_source(src, downscale=args.downscale)
-    if out.suffix.lower() == ".npz" or out.is_file():
+    if out.suffix.lower() == ".npz" or (out.exists() and not out.is_dir()):
         raise DataError(f"{out}: {src} holds {len(source)} bursts; give an output folder")
     names = getattr(source, "clip_names", None)
     root = getattr(source, "root", None)

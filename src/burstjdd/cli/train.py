@@ -4,7 +4,8 @@
     burstjdd train --resume RUN_DIR [--data PATH ...] [key=value ...]
 
 Several GPUs: ``torchrun --nproc_per_node=G -m burstjdd train ...`` (optim.batch_size is the
-global batch). Bad configs and data stop with a one-line error before a run directory exists.
+global batch). Bad configs and data stop with a one-line error before a run directory exists;
+a non-finite loss stops the run with one line naming the step, keeping the last checkpoint.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "folder of videos, stills:FOLDER (sub-folders too), builtin:skimage, "
                              "builtin:dead_leaves (default: data.paths of the config)")
     parser.add_argument("-o", "--output", metavar="RUN_DIR",
-                        help="run directory, created as needed; must not exist or be empty "
-                             "(default: run.out_dir of the config)")
+                        help="run directory, created as needed; must not exist or be empty, "
+                             "and is removed again when the run fails before its first "
+                             "checkpoint (default: run.out_dir of the config)")
     add_old_output(parser, "--out")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue a run from its checkpoint with its saved config")

@@ -14,17 +14,19 @@ the frame still find it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from burstjdd.errors import ConfigError
+from burstjdd.eval.outputs import write_all
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import pack, to_rggb
-from burstjdd.raw.files import atomic_output
 from burstjdd.raw.noise import NoiseLevel
 from burstjdd.raw.writers import render_srgb
 
@@ -162,14 +164,15 @@ def _to_pil(srgb: Tensor):  # (3, H, W) in [0, 1] -> PIL RGB image
     return Image.fromarray((srgb.permute(1, 2, 0) * 255 + 0.5).byte().numpy(), "RGB")
 
 
-def _save(image, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        image.save(tmp, format="PNG")
+def write_pngs(images: Mapping[Path, Any]) -> None:
+    """Write PIL images as PNGs, all or none (:func:`~burstjdd.eval.outputs.write_all`)."""
+    write_all({path: lambda tmp, image=image: image.save(tmp, format="PNG")
+               for path, image in images.items()})
 
 
-def histogram_png(magnitudes: Tensor, path: str | Path, *, true: Tensor | None = None,
-                  bin_px: float | None = None, size: tuple[int, int] = (640, 400)) -> None:
-    """Histogram PNG (Pillow) of neighbouring-frame shift magnitudes (full-res px): estimated
+def histogram_image(magnitudes: Tensor, *, true: Tensor | None = None,
+                    bin_px: float | None = None, size: tuple[int, int] = (640, 400)) -> Any:
+    """Histogram (a PIL image) of neighbouring-frame shift magnitudes (full-res px): estimated
     in blue, the true ones (when given) as a red outline; bins of ``bin_px`` px (default: a
     20th of the range rounded up to whole px)."""
     from PIL import Image, ImageDraw
@@ -201,15 +204,15 @@ def histogram_png(magnitudes: Tensor, path: str | Path, *, true: Tensor | None =
     draw.text((left, h - 15), "neighbouring-frame shift (full-res px)"
               + ("; blue: estimated, red: true" if true is not None else ""), fill="black")
     draw.text((5, pad), f"{peak:.2f}", fill="black")
-    _save(img, Path(path))
+    return img
 
 
 _ARROW_COLOURS = ("red", "orange", "yellow", "lime", "cyan", "magenta", "white")
 
 
-def offsets_png(srgb: Tensor, analysis: BurstAnalysis, path: str | Path, *,
-                scale: float = 0.5) -> None:
-    """The reference ``srgb`` (3, H', W') with one arrow per block and non-reference frame, from
+def offsets_image(srgb: Tensor, analysis: BurstAnalysis, *, scale: float = 0.5) -> Any:
+    """A PIL image of the reference ``srgb`` (3, H', W') with one arrow per block and
+    non-reference frame, from
     the block centre (black dot) along its offset, one colour per frame; ``scale``: image px
     per full-res px (0.5 for :func:`reference_srgb`). Small images are enlarged (nearest) to
     at least MIN_DRAW_SIDE px on their longer side so that the arrows stay readable."""
@@ -230,7 +233,7 @@ def offsets_png(srgb: Tensor, analysis: BurstAnalysis, path: str | Path, *,
             draw.ellipse([cx + dx - 2, cy + dy - 2, cx + dx + 2, cy + dy + 2], fill=colour)
     for cy, cx in centres.tolist():
         draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill="black")
-    _save(img, Path(path))
+    return img
 
 
 def summary(analysis: BurstAnalysis) -> list[str]:

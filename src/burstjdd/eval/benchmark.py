@@ -69,10 +69,11 @@ NAMED_SIZES: dict[str, tuple[int, int]] = {  # name -> full-res (W, H)
     "uhd": (3840, 2160),
 }
 STAGES = ("ca", "ra")
+MAX_SIDE = 16384  # full-res px of a WxH size (268 MP; the 5-frame burst alone takes ~11 GB)
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'720p' | '1080p' | 'uhd' | 'WxH' (full-res, both even) -> (W, H)."""
+    """'720p' | '1080p' | 'uhd' | 'WxH' (full-res, both even, at most MAX_SIDE) -> (W, H)."""
     key = text.strip().lower()
     if key in NAMED_SIZES:
         return NAMED_SIZES[key]
@@ -82,8 +83,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise ConfigError(
             f"size must be {', '.join(NAMED_SIZES)} or WxH, got {text!r}"
         ) from None
-    if w <= 0 or h <= 0 or w % 2 or h % 2:
-        raise ConfigError(f"size {text!r}: W and H must be positive and even")
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE) or w % 2 or h % 2:
+        raise ConfigError(f"size {text!r}: W and H must be even numbers in 2..{MAX_SIDE}")
     return w, h
 
 

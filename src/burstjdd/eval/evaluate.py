@@ -12,7 +12,9 @@ averaged per clip (or per image group), then over clips ("Average"), as in the p
 * :func:`shifted_bursts`: stills with a constant global shift between neighbouring frames, for
   :func:`stress_curve` (PSNR vs shift).
 * :class:`ResultCache`: a JSON-lines file of per-burst scores; a re-run only computes the
-  (method, burst) pairs whose key changed.
+  (method, burst) pairs whose key changed. Lines that are not a well-formed entry (bad bytes,
+  bad JSON, a nesting or integer beyond :mod:`burstjdd.limits`, fields of the wrong type) are
+  skipped, as if that burst had not been scored yet.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from burstjdd.errors import ConfigError, DataError, WeightsError
+from burstjdd.errors import BurstJDDError, ConfigError, DataError, WeightsError
 from burstjdd.eval import baselines as baselines_module
 from burstjdd.eval.baselines import (
     BASELINES,
@@ -42,11 +44,13 @@ from burstjdd.eval.baselines import (
     get_baseline,
 )
 from burstjdd.eval.metrics import protocol_srgb, psnr, ssim
+from burstjdd.eval.outputs import write_all
 from burstjdd.models import demosaicnet, hub
 from burstjdd.models.classical import CLASSICAL, is_classical
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import mosaic
-from burstjdd.raw.files import atomic_output
+from burstjdd.limits import parse_json
+from burstjdd.raw.files import require_regular_file
 from burstjdd.raw.noise import NoiseLevel, add_noise, parse_noise
 from burstjdd.raw.unprocess import test_isp_params, unprocess
 from burstjdd.restore import Restorer
@@ -377,20 +381,50 @@ class BurstResult:
     seconds: float
 
 
+_RESULT_TYPES = {"method": str, "group": str, "burst": str, "noise": str, "psnr": float,
+                 "ssim": float, "seconds": float}
+
+
+def _cached_entry(line: bytes) -> tuple[str, BurstResult] | None:
+    """(key, result) of one cache line, or None when the line is not a well-formed entry
+    (bad UTF-8 or JSON, too deep, or fields missing or of the wrong type)."""
+    try:
+        entry = parse_json(line, "cache line", DataError)
+    except BurstJDDError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        return None
+    result = entry.get("result")
+    if not isinstance(result, dict) or set(result) != set(_RESULT_TYPES):
+        return None
+    for name, kind in _RESULT_TYPES.items():
+        value = result[name]
+        ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+        if not ok or isinstance(value, bool):
+            return None
+    return entry["key"], BurstResult(**result)
+
+
 class ResultCache:
     """Per-(method version, burst key) scores in a JSON-lines file; appended as results come,
-    so an interrupted run keeps what it computed. Lines that do not parse are ignored."""
+    so an interrupted run keeps what it computed. Lines that are not a well-formed entry are
+    skipped (module docstring). A ``path`` that is a folder or a special file (a FIFO would
+    block the read) is a DataError."""
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = None if path is None else Path(path)
         self.entries: dict[str, BurstResult] = {}
-        if self.path is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = BurstResult(**entry["result"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+        self._unfinished_line = False  # the file ends inside a line: start ours on a new one
+        if self.path is None:
+            return
+        require_regular_file(self.path, DataError)
+        if self.path.is_file():
+            data = self.path.read_bytes()
+            self._unfinished_line = bool(data) and not data.endswith(b"\n")
+            for line in data.splitlines():
+                entry = _cached_entry(line)
+                if entry is not None:
+                    self.entries[entry[0]] = entry[1]
 
     @staticmethod
     def key(method: Method, spec: BurstSpec) -> str:
@@ -403,8 +437,10 @@ class ResultCache:
         self.entries[key] = result
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps({"key": key, "result": asdict(result)}) + "\n")
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("\n" * self._unfinished_line
+                        + json.dumps({"key": key, "result": asdict(result)}) + "\n")
+            self._unfinished_line = False
 
 
 def score(output: Tensor, burst: RawBurst) -> tuple[float, float]:
@@ -505,14 +541,14 @@ def format_stress_table(summary: dict, noise: str) -> str:
 def write_results(out: str | os.PathLike, summary: dict, results: Sequence[BurstResult],
                   tables: str, config: dict, stem: str = "results") -> tuple[Path, Path]:
     """<out>/<stem>.json (config, summary, per-burst results) and <out>/<stem>.md (tables),
-    written atomically. Returns their paths."""
+    written together (:func:`~burstjdd.eval.outputs.write_all`). Returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = {"config": config, "summary": summary, "bursts": [asdict(r) for r in results]}
     paths = out / f"{stem}.json", out / f"{stem}.md"
-    for path, text in zip(paths, (json.dumps(data, indent=1, allow_nan=True), tables + "\n")):
-        with atomic_output(path) as tmp:
-            Path(tmp).write_text(text)
+    texts = json.dumps(data, indent=1, allow_nan=True), tables + "\n"
+    write_all({path: lambda tmp, t=text: Path(tmp).write_text(t)
+               for path, text in zip(paths, texts)})
     return paths
 
 

@@ -146,6 +146,13 @@ def _check_shapes(
         raise ConfigError("deform_conv2d: " + "; ".join(problems))
 
 
+# Samples per pass of the pure-PyTorch kernel are chosen so that its largest temporary, the
+# column tensor, stays under this many elements: allocations above glibc's mmap threshold (at
+# most 32 MiB) are returned to the OS when freed and page-faulted in again on every call, which
+# cost more than the arithmetic (measured: 0.4 of 0.75 s for 10 frames of 32 channels at 128²).
+_COLUMN_ELEMENTS = 1 << 22
+
+
 def _deform_conv2d_torch(
     x: Tensor,
     offset: Tensor,
@@ -156,48 +163,72 @@ def _deform_conv2d_torch(
     padding: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Tensor:
-    """Pure-PyTorch DCNv2: one ``grid_sample`` per call builds the (B, C·kh·kw, Ho·Wo) column
-    tensor (bilinear, zeros outside the image: torchvision's convention), the mask scales it and
-    one batched matmul contracts it with the weight. Differentiable w.r.t. x, offset, mask,
-    weight and bias."""
+    """Pure-PyTorch DCNv2: ``grid_sample`` builds the (B, C·kh·kw, Ho·Wo) column tensor
+    (bilinear, zeros outside the image: torchvision's convention), the mask scales it and a
+    batched matmul contracts it with the weight; a few samples at a time (bounded temporaries).
+    Differentiable w.r.t. x, offset, mask, weight and bias."""
     b, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     ho, wo = offset.shape[-2:]
-    taps, hw_out = kh * kw, ho * wo
+    taps = kh * kw
     groups = offset.shape[1] // (2 * taps)
-    cg = c // groups
 
-    # Positions in float32 at least: half precision cannot hold pixel coordinates of large images.
+    # Positions in float32 at least: half precision cannot hold pixel coordinates of large
+    # images, nor a sub-pixel position beyond 2 px, so under bf16/fp16 autocast the grid and
+    # the sampling stay float32 too.
     pos_dtype = torch.promote_types(offset.dtype, torch.float32)
     dev = x.device
     tap_row = (torch.arange(kh, device=dev, dtype=pos_dtype) * dilation[0]).repeat_interleave(kw)
     tap_col = (torch.arange(kw, device=dev, dtype=pos_dtype) * dilation[1]).repeat(kh)
     out_row = torch.arange(ho, device=dev, dtype=pos_dtype) * stride[0] - padding[0]
     out_col = torch.arange(wo, device=dev, dtype=pos_dtype) * stride[1] - padding[1]
-    off = offset.to(pos_dtype).view(b, groups, taps, 2, ho, wo)
-    rows = off[:, :, :, 0] + (tap_row.view(taps, 1, 1) + out_row.view(1, ho, 1))  # (B,G,K,Ho,Wo)
-    cols = off[:, :, :, 1] + (tap_col.view(taps, 1, 1) + out_col.view(1, 1, wo))  # (B,G,K,Ho,Wo)
     # grid_sample wants coordinates normalised by the image size (align_corners=False: pixel p
     # is at (2p+1)/size - 1). Zero-padding the input to power-of-two sizes (zeros outside the
     # image either way) makes that normalisation and grid_sample's inverse exact in binary
     # floating point, so integer positions sample exactly one pixel, as torchvision's kernel does.
     hp, wp = 1 << (h - 1).bit_length(), 1 << (w - 1).bit_length()
     x_pad = F.pad(x, (0, wp - w, 0, hp - h)) if (hp, wp) != (h, w) else x
-    grid = torch.stack(((2 * cols + 1) / wp - 1, (2 * rows + 1) / hp - 1), dim=-1)
-    grid = grid.view(b * groups, taps * ho, wo, 2).to(x.dtype)
-    columns = F.grid_sample(
-        x_pad.reshape(b * groups, cg, hp, wp), grid, mode="bilinear", padding_mode="zeros",
-        align_corners=False,
-    ).view(b, groups, cg, taps, hw_out)  # (B, G, Cg, K, Ho·Wo)
-    if mask is not None:
-        columns = columns * mask.to(x.dtype).view(b, groups, 1, taps, hw_out)
-    # (B, G, Cg, K, L) -> (B, C·K, L): channel-major then tap, as weight.view(O, C·K). bmm
-    # rather than matmul: the same product without matmul's large fixed overhead on CPU.
-    w_flat = weight.reshape(1, o, c * taps).expand(b, o, c * taps)
-    out = torch.bmm(w_flat, columns.reshape(b, c * taps, hw_out))
+    base_row = (2 * (tap_row.view(taps, 1, 1) + out_row.view(1, ho, 1)) + 1) / hp - 1  # (K,Ho,1)
+    base_col = (2 * (tap_col.view(taps, 1, 1) + out_col.view(1, 1, wo)) + 1) / wp - 1  # (K,1,Wo)
+    w_flat = weight.reshape(1, o, c * taps)
+    step = max(1, _COLUMN_ELEMENTS // (c * taps * ho * wo))
+    out = torch.cat([
+        _deform_columns_matmul(x_pad[i : i + step], offset[i : i + step],
+                               None if mask is None else mask[i : i + step], w_flat, groups,
+                               (base_row, base_col), (hp, wp), pos_dtype)
+        for i in range(0, b, step)]) if b > step else _deform_columns_matmul(
+        x_pad, offset, mask, w_flat, groups, (base_row, base_col), (hp, wp), pos_dtype)
     if bias is not None:
         out = out + bias.view(1, o, 1)
     return out.view(b, o, ho, wo)
+
+
+def _deform_columns_matmul(x_pad: Tensor, offset: Tensor, mask: Tensor | None, w_flat: Tensor,
+                           groups: int, base: tuple[Tensor, Tensor], size: tuple[int, int],
+                           pos_dtype: torch.dtype) -> Tensor:
+    """One pass of :func:`_deform_conv2d_torch` over B samples: x_pad (B, C, Hp, Wp) padded to
+    powers of two ``size``, offset (B, 2·G·K, Ho, Wo), mask (B, G·K, Ho, Wo) or None, w_flat
+    (1, O, C·K), base (normalised grid positions of the taps without offset: rows (K, Ho, 1),
+    cols (K, 1, Wo)) → (B, O, Ho·Wo), without bias."""
+    b, c, hp, wp = x_pad.shape
+    ho, wo = offset.shape[-2:]
+    taps = base[0].shape[0]
+    off = offset.to(pos_dtype).view(b, groups, taps, 2, ho, wo)
+    # 2/size is a power of two: the normalisation of the offset is exact
+    grid = torch.stack((base[1] + off[:, :, :, 1] * (2 / wp), base[0] + off[:, :, :, 0] * (2 / hp)),
+                       dim=-1).view(b * groups, taps * ho, wo, 2)
+    columns = F.grid_sample(
+        x_pad.reshape(b * groups, c // groups, hp, wp).to(pos_dtype), grid, mode="bilinear",
+        padding_mode="zeros", align_corners=False,
+    ).view(b, groups, c // groups, taps, ho * wo)  # (B, G, Cg, K, Ho·Wo)
+    if mask is not None:
+        scale = mask.to(pos_dtype).view(b, groups, 1, taps, ho * wo)
+        # in place where no gradient needs the unscaled columns (inference): no new tensor
+        columns = columns.mul_(scale) if not torch.is_grad_enabled() else columns * scale
+    # (B, G, Cg, K, L) -> (B, C·K, L): channel-major then tap, as weight.view(O, C·K). bmm
+    # rather than matmul: the same product without matmul's large fixed overhead on CPU.
+    columns = columns.to(x_pad.dtype).reshape(b, c * taps, ho * wo)
+    return torch.bmm(w_flat.expand(b, *w_flat.shape[1:]), columns)
 
 
 class DCNv2Pack(nn.Module):

@@ -38,7 +38,9 @@ from safetensors.torch import save as _st_save
 from burstjdd._version import __version__
 from burstjdd.errors import BurstJDDError, WeightsError
 from burstjdd.models import registry
+from burstjdd.limits import parse_json
 from burstjdd.models.jddb import ModelConfig, TwoStageJDDB
+from burstjdd.raw.files import require_regular_file, special_file
 from burstjdd.typed import WEIGHTS_JSON, convert, field_hints
 
 FORMAT = "burstjdd-weights"
@@ -235,16 +237,20 @@ def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
     return target
 
 
+def _regular_file(path: Path) -> bool:
+    """Whether ``path`` exists; WeightsError when it is there but not a regular file (a FIFO
+    would block the reader, a folder is not a file), instead of calling it missing."""
+    require_regular_file(path, WeightsError)
+    return path.is_file()
+
+
 def _read_config(path: Path) -> ModelConfig:
     """Parse and validate ``config.json``; returns the model config."""
-    if not path.is_file():
+    if not _regular_file(path):
         raise WeightsError(f"{path}: missing (not a burstjdd weights directory)")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise WeightsError(f"{path}: too large for a config")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{path}: not valid JSON ({exc})") from None
+    data = parse_json(path.read_bytes(), str(path), WeightsError)
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a JSON object")
     unknown = sorted(set(data) - set(_CONFIG_KEYS))
@@ -266,7 +272,7 @@ def weight_parts(directory: str | os.PathLike) -> list[Path]:
     order ([] when there are none); WeightsError when their numbers have a gap."""
     directory = Path(directory)
     found = sorted((int(m.group(1)), p) for p in directory.iterdir()
-                   if (m := PART_RE.fullmatch(p.name)) and p.is_file())
+                   if (m := PART_RE.fullmatch(p.name)) and _regular_file(p))
     if [i for i, _ in found] != list(range(len(found))):
         have = ", ".join(p.name for _, p in found)
         raise WeightsError(f"{directory}: split weights are incomplete (parts must be numbered "
@@ -278,7 +284,7 @@ def _read_weight_bytes(directory: Path) -> tuple[bytes, Path]:
     """The bytes of ``model.safetensors``, or of its parts joined in order; and the path to
     name in errors."""
     weights = directory / WEIGHTS_NAME
-    if weights.is_file():
+    if _regular_file(weights):
         return weights.read_bytes(), weights
     parts = weight_parts(directory)
     if not parts:
@@ -291,7 +297,7 @@ def weights_digest(directory: str | os.PathLike) -> str:
     """The sha256 (hex) of a weights directory's tensor file, whole or split, as its digest
     file states it (a cache key; :func:`load_pretrained` is what verifies it)."""
     digest_file = Path(directory) / DIGEST_NAME
-    if not digest_file.is_file():
+    if not _regular_file(digest_file):
         raise WeightsError(f"{digest_file}: missing")
     fields = digest_file.read_text(errors="replace").split()
     if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0].lower()):
@@ -303,7 +309,7 @@ def _read_verified_weights(directory: Path) -> dict[str, torch.Tensor]:
     """Read ``model.safetensors`` (or join its parts), check it against its sha256 file, then
     parse it."""
     digest_file = directory / DIGEST_NAME
-    if not digest_file.is_file():
+    if not _regular_file(digest_file):
         raise WeightsError(f"{digest_file}: missing")
     fields = digest_file.read_text(errors="replace").split()
     if len(fields) != 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0].lower()) \
@@ -454,7 +460,8 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise WeightsError(f"{path}: is a file, not a weights directory")
+        kind = special_file(path) or "a file"  # a FIFO or a device: say which
+        raise WeightsError(f"{path}: is {kind}, not a weights directory")
     name = str(name_or_path)
     entry = registry.get(name)
     folder = entry.weights if entry is not None and entry.weights is not None else name

@@ -446,8 +446,10 @@ def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
         mosaics, var = unpack(frames.float()), unpack(noise[:, ref].float().square())
         if frames.is_meta:  # shapes only (FLOP counting): the merge's steps are data-dependent
             merged = mosaics[:, ref]  # (and made of FFTs, which the counter does not see)
-        else:
-            merged = torch.stack([merge_and_denoise(m, v, ref) for m, v in zip(mosaics, var)])
+        else:  # float32 under any autocast: the merge's costs feed argmins
+            with torch.autocast(frames.device.type, enabled=False):
+                merged = torch.stack([merge_and_denoise(m, v, ref)
+                                      for m, v in zip(mosaics, var)])
         rgb = [demosaicnet.demosaic(demosaicker, merged.clamp(0.0, 1.0)).to(frames.dtype)]
         if interp:
             near = [t for t in (ref - 1, ref + 1) if 0 <= t < frames.shape[1]]
@@ -477,11 +479,11 @@ def build_model(
 def make_config(preset: str = "paper", variant: str | None = None,
                 **overrides: object) -> ModelConfig:
     """The ModelConfig of ``build_model`` (same arguments), without building the model."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:  # a list is not hashable
         raise ConfigError(f"unknown model preset {preset!r}; valid: {', '.join(PRESETS)}")
     if variant is None:
         variant = registry.MODELS[preset].variant
-    if variant not in VARIANTS:
+    if not isinstance(variant, str) or variant not in VARIANTS:
         raise ConfigError(f"unknown model variant {variant!r}; valid: {', '.join(VARIANTS)}")
     fields = [f.name for f in dataclasses.fields(ModelConfig)]
     unknown = sorted(set(overrides) - set(fields))

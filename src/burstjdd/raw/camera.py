@@ -11,14 +11,16 @@ from the reference frame, with the documented fallbacks (:data:`FALLBACK_WB`,
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,14 @@ import torch
 from burstjdd.errors import BurstFormatError
 from burstjdd.raw.burst import _MAX_CCM_CONDITION, RawBurst, _one_line
 from burstjdd.raw.cfa import PATTERNS
-from burstjdd.raw.files import InputNotFoundError, PathLike, require_regular_file
-from burstjdd.raw.noise import NoiseLevel
+from burstjdd.raw.files import (
+    InputNotFoundError,
+    PathLike,
+    check_readable,
+    require_regular_file,
+)
+from burstjdd.raw.metadata import META_KEY, read_camera_tags
+from burstjdd.raw.noise import MAX_NOISE, NoiseLevel
 from burstjdd.raw.reference import _resolve_ref
 from burstjdd.raw.unprocess import rgb2cam_from_xyz2cam
 
@@ -86,6 +94,8 @@ class RawFrame:
     noise:       noise level from the DNG NoiseProfile tag, or None.
     orientation: TIFF/EXIF Orientation 1..8 of the stored image (see :func:`orient_image`).
     camera:      the DNG UniqueCameraModel, or "" when unknown.
+    metadata:    the camera metadata to carry to outputs (Make, Model, exposure, DNG colour
+                 calibration, ...; :func:`~burstjdd.raw.metadata.read_camera_tags`), {} if none.
     """
 
     path: Path
@@ -99,6 +109,7 @@ class RawFrame:
     noise: NoiseLevel | None
     orientation: int
     camera: str
+    metadata: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -126,6 +137,43 @@ def _captured_fd2() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             text.append(sink.read().decode("utf-8", "replace"))
+
+
+# tifffile's log line for a tag value it cannot interpret, e.g.
+# "<tifffile.TiffTag 274 @94> raised ValueError('9 is not a valid ORIENTATION')".
+_TIFFFILE_TAG_RE = re.compile(r"<tifffile\.TiffTag (\d+) @\d+> raised \w+\((['\"]?)(.*)\2\)")
+
+
+class _Collect(logging.Handler):
+    """A logging handler that keeps the messages it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextlib.contextmanager
+def _tifffile_log_as_warnings(path: Path) -> Iterator[None]:
+    """Turn what tifffile logs while the block runs (it logs tag values it cannot interpret,
+    then goes on without them) into one warning each that names ``path``, instead of its raw
+    log lines on stderr."""
+    logger = logging.getLogger("tifffile")
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+    for message in dict.fromkeys(collect.messages):  # once: both tag readers open the file
+        match = _TIFFFILE_TAG_RE.fullmatch(message)
+        text = (f"TIFF tag {match[1]} ignored ({match[3]})" if match
+                else f"tifffile: {message}")
+        warnings.warn(f"{path}: {text}", stacklevel=4)
 
 
 def _import_rawpy() -> Any:
@@ -165,6 +213,8 @@ def read_raw_frame(path: PathLike) -> RawFrame:
     * noise: the DNG NoiseProfile (S_i, O_i) pairs, Var = S x + O in normalised units, as
       ``NoiseLevel(shot=mean S, read=sqrt(mean O))``; read from the raw IFD, else IFD0;
     * orientation from LibRaw's ``sizes.flip`` (the TIFF Orientation tag of DNGs).
+    * metadata: Make, Model, exposure and DNG colour tags with tifffile
+      (:func:`~burstjdd.raw.metadata.read_camera_tags`).
 
     Raises ``BurstFormatError("<path>: <problem>")`` for a file that is not a readable Bayer
     raw (corrupt, truncated, a JPEG, ...); :class:`InputNotFoundError` for a missing path.
@@ -177,6 +227,7 @@ def read_raw_frame(path: PathLike) -> RawFrame:
     if path.is_dir():
         raise BurstFormatError(f"{path}: is a folder, not a raw file")
     require_regular_file(path)
+    check_readable(path)  # LibRaw would say only "Input/output error"
     failure = None
     with _captured_fd2() as printed:
         try:
@@ -192,7 +243,9 @@ def read_raw_frame(path: PathLike) -> RawFrame:
     if said:
         warnings.warn(f"{path}: LibRaw: {said}", stacklevel=2)
 
-    tags = _dng_tags(path)
+    with _tifffile_log_as_warnings(path):
+        tags = _dng_tags(path)
+        metadata = read_camera_tags(path)
     if _TAG_AS_SHOT_NEUTRAL in tags:
         neutral = _rationals(tags[_TAG_AS_SHOT_NEUTRAL])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -203,7 +256,8 @@ def read_raw_frame(path: PathLike) -> RawFrame:
     if _TAG_NOISE_PROFILE in tags:
         noise = _noise_from_profile(tags[_TAG_NOISE_PROFILE], path)
     camera = tags.get(_TAG_UNIQUE_CAMERA_MODEL, "")
-    return RawFrame(path=path, noise=noise, camera=str(camera).strip(), **fields)
+    return RawFrame(path=path, noise=noise, camera=str(camera).strip(), metadata=metadata,
+                    **fields)
 
 
 def _rawpy_fields(r: Any, path: Path) -> dict[str, Any]:
@@ -317,9 +371,10 @@ def _dng_color_matrix(tags: dict[int, Any]) -> np.ndarray | None:
 
 def _noise_from_profile(value: Any, path: Path) -> NoiseLevel | None:
     """DNG NoiseProfile (S_1, O_1, ..., S_k, O_k): Var = S x + O -> NoiseLevel(mean S,
-    sqrt(mean O)). A malformed profile warns and gives None (the noise is then estimated)."""
+    sqrt(mean O)). A malformed profile (odd length, values outside 0..MAX_NOISE) warns and gives
+    None (the noise is then estimated)."""
     v = np.asarray(value, dtype=np.float64).ravel()
-    if v.size < 2 or v.size % 2 or not np.all(np.isfinite(v) & (v >= 0)):
+    if v.size < 2 or v.size % 2 or not np.all(np.isfinite(v) & (v >= 0) & (v <= MAX_NOISE)):
         warnings.warn(f"{path}: ignoring malformed NoiseProfile {v.tolist()}", stacklevel=3)
         return None
     return NoiseLevel(shot=float(v[0::2].mean()), read=math.sqrt(float(v[1::2].mean())))
@@ -423,7 +478,8 @@ def read_raw_files(paths: Sequence[PathLike], *, ref: int | str | None = None) -
     :data:`FALLBACK_WB`, and a missing colour matrix to the identity, each with a warning.
     ``noise`` is None without a DNG NoiseProfile (``RawBurst.noise_level()`` estimates it).
     meta: files (names), size, orientation (of the reference frame; :func:`write_image`
-    turns outputs upright with it), camera (when known).
+    turns outputs upright with it), camera (when known), camera_tags (the reference frame's
+    metadata that outputs keep, :mod:`burstjdd.raw.metadata`; when it has any).
     """
     if not paths:
         raise BurstFormatError("no raw files given")
@@ -444,6 +500,8 @@ def read_raw_files(paths: Sequence[PathLike], *, ref: int | str | None = None) -
     }
     if frames[k].camera:
         meta["camera"] = frames[k].camera
+    if frames[k].metadata:
+        meta[META_KEY] = frames[k].metadata
     return RawBurst(
         raw=raw, cfa=first.cfa, wb=wb, ccm=ccm, noise=frames[k].noise, ref=k, meta=meta
     )

@@ -22,6 +22,15 @@ working space cancel, and its camera -> XYZ map ``inv(ColorMatrix1)`` (up to sca
 ``inv(rows-normalised(ColorMatrix @ M))`` like Brooks et al., recovers ``ccm`` exactly and the
 gains 1/AsShotNeutral.
 
+Camera calibration: when the burst comes from a raw file whose reference frame carries its
+camera's DNG colour calibration (``meta["camera_tags"]`` holds ColorMatrix1), that is written
+as it was instead (ColorMatrix1/2, CalibrationIlluminant1/2, ForwardMatrix1/2,
+CameraCalibration1/2, AnalogBalance, AsShotNeutral, BaselineExposure): the output holds the same
+camera RGB as the input (black subtracted, scaled to the white level), so an editor develops it
+with the camera's own profile, as it would the original. Make, Model and the capture tags
+(LensModel, ISO, ExposureTime, FNumber, FocalLength, DateTimeOriginal with its sub-seconds and
+offset; in an EXIF IFD) are kept too (:mod:`burstjdd.raw.metadata`).
+
 Exposure: readers (the DNG SDK) render the camera white scaled to a largest channel of 1 as
 white; we render ``w`` as white; so ``BaselineExposure = -log2(max(w))``. For our ccms that is
 log2(min(wb)): 0 for bursts read from raw files (wb = [R/G, 1, B/G] with R/G, B/G >= 1, as
@@ -37,10 +46,18 @@ from typing import Any
 
 import numpy as np
 
+from burstjdd._version import __version__
 from burstjdd.errors import BurstFormatError
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.files import atomic_output
 from burstjdd.raw.image import _image_chw, _quantize_hwc, burst_orientation, crop_padding
+from burstjdd.raw.metadata import (
+    COLOR_TAGS,
+    META_KEY,
+    append_exif_ifd,
+    check_camera_tags,
+    ifd0_extratags,
+)
 from burstjdd.raw.unprocess import RGB2XYZ
 
 __all__ = ["dng_color_tags", "write_linear_dng"]
@@ -92,9 +109,12 @@ def write_linear_dng(rgb: Any, path: PathLike, burst: RawBurst) -> None:
     clipped to [0, 1] and stored as round(65535 x) (16 bits, 3 samples, uncompressed).
 
     Tags: PhotometricInterpretation 34892 (LinearRaw), DNGVersion 1.4, DNGBackwardVersion 1.1,
-    UniqueCameraModel (``meta["camera"]`` or "burstjdd"), ColorMatrix1 and AsShotNeutral and
-    BaselineExposure from :func:`dng_color_tags`, CalibrationIlluminant1 21 (D65),
-    BlackLevel 0, WhiteLevel 65535, Orientation ``meta["orientation"]`` (default 1).
+    UniqueCameraModel (``meta["camera"]`` or "burstjdd"), BlackLevel 0, WhiteLevel 65535,
+    Orientation ``meta["orientation"]`` (default 1), Software "burstjdd <version>"; the colour
+    tags of the camera (``meta["camera_tags"]`` with ColorMatrix1; AsShotNeutral from the
+    burst's wb when the camera gave none), else ColorMatrix1 and AsShotNeutral and
+    BaselineExposure from :func:`dng_color_tags` with CalibrationIlluminant1 21 (D65); Make,
+    Model and the EXIF capture tags of ``meta["camera_tags"]`` (module docstring).
     Raises ``BurstFormatError("<path>: ...")`` for a bad image or metadata; nothing is
     written then, and an existing file stays as it was.
     """
@@ -106,6 +126,7 @@ def write_linear_dng(rgb: Any, path: PathLike, burst: RawBurst) -> None:
         chw = crop_padding(chw, burst)
         orientation = burst_orientation(burst)
         color_matrix, neutral, exposure = dng_color_tags(burst.wb.cpu(), burst.ccm.cpu())
+        camera_tags = check_camera_tags(burst.meta.get(META_KEY, {}))
     except BurstFormatError as exc:
         raise BurstFormatError(f"{path}: {exc}; nothing written") from None
     data = _quantize_hwc(chw, _WHITE, np.uint16)                   # (H, W, 3)
@@ -116,14 +137,25 @@ def write_linear_dng(rgb: Any, path: PathLike, burst: RawBurst) -> None:
         (50708, "s", 0, camera, True),                             # UniqueCameraModel
         (50714, "I", 3, (0, 0, 0), True),                          # BlackLevel
         (50717, "I", 3, (_WHITE,) * 3, True),                      # WhiteLevel
-        (50721, "2i", 9, _rational(color_matrix, signed=True), True),   # ColorMatrix1
-        (50728, "2I", 3, _rational(neutral, signed=False), True),       # AsShotNeutral
-        (50730, "2i", 1, _rational([exposure], signed=True), True),     # BaselineExposure
-        (50778, "H", 1, _D65, True),                               # CalibrationIlluminant1
         (274, "H", 1, orientation, True),                          # Orientation
     ]
+    neutral_tag = (50728, "2I", 3, _rational(neutral, signed=False), True)  # AsShotNeutral
+    if "ColorMatrix1" in camera_tags:  # the camera's own calibration (module docstring)
+        tags += ifd0_extratags(camera_tags, COLOR_TAGS | {"Make", "Model"})
+        if "AsShotNeutral" not in camera_tags:
+            tags.append(neutral_tag)
+    else:
+        tags += [
+            (50721, "2i", 9, _rational(color_matrix, signed=True), True),   # ColorMatrix1
+            neutral_tag,
+            (50730, "2i", 1, _rational([exposure], signed=True), True),     # BaselineExposure
+            (50778, "H", 1, _D65, True),                           # CalibrationIlluminant1
+        ]
+        tags += ifd0_extratags(camera_tags, {"Make", "Model"})
     with atomic_output(path) as tmp:
         tifffile.imwrite(
             tmp, data, photometric=_LINEAR_RAW, planarconfig="contig", subfiletype=0,
-            software="burstjdd", metadata=None, extratags=tags,
+            software=f"burstjdd {__version__}", metadata=None, extratags=tags, byteorder="<",
+            bigtiff=False,
         )
+        append_exif_ifd(tmp, camera_tags)

@@ -5,6 +5,11 @@
   existing output stays as it was.
 * :func:`special_file` / :func:`require_regular_file`: readers refuse named pipes and devices
   first, which could block forever or never end.
+* :func:`check_replaceable`: an output path may only replace a regular file; a named pipe, a
+  device (``-o /dev/null`` as root would replace the device node), a socket or a folder there
+  is refused (:class:`RefusedOutputError`). :func:`atomic_output` checks it too.
+* :func:`check_readable`: "permission denied" naming the file, before a C library (LibRaw)
+  turns it into a vaguer "Input/output error".
 * :class:`InputNotFoundError`: an input path that does not exist.
 
 Imports nothing of the package but :mod:`burstjdd.errors`.
@@ -13,15 +18,18 @@ Imports nothing of the package but :mod:`burstjdd.errors`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from burstjdd.errors import BurstFormatError
+from burstjdd.errors import BurstFormatError, BurstJDDError
 
-__all__ = ["InputNotFoundError", "atomic_output", "require_regular_file", "special_file"]
+__all__ = ["InputNotFoundError", "RefusedOutputError", "atomic_output", "check_readable",
+           "check_replaceable", "require_regular_file", "special_file"]
 
 PathLike = str | os.PathLike
 
@@ -29,6 +37,11 @@ PathLike = str | os.PathLike
 class InputNotFoundError(BurstFormatError, FileNotFoundError):
     """An input path does not exist. Bad input (``BurstFormatError``) and also a
     ``FileNotFoundError``, so callers that catch either one see it."""
+
+
+class RefusedOutputError(BurstJDDError, FileExistsError):
+    """An output path names something that must not be replaced: a special file, or one of the
+    command's inputs. Bad input (``BurstJDDError``) and a ``FileExistsError``."""
 
 
 _SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -59,6 +72,53 @@ def require_regular_file(path: PathLike, error: type[Exception] = BurstFormatErr
         raise error(f"{path}: is {kind}, not a regular file")
 
 
+def check_replaceable(path: PathLike) -> None:
+    """Refuse an output ``path`` that exists and is not a regular file (symbolic links are
+    followed): ``RefusedOutputError`` for a named pipe, a device or a socket, which a rename
+    would replace by a regular file (as root, ``/dev/null`` itself); ``IsADirectoryError`` for
+    a folder. A missing path or a regular file passes."""
+    kind = special_file(path)
+    if kind is not None:
+        raise RefusedOutputError(f"{path}: is {kind}; an output must be a regular file or a new "
+                                 "name")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"output path is a directory: {path}")
+
+
+def check_readable(path: PathLike) -> None:
+    """``PermissionError("<path>: permission denied ...")`` when this process may not open
+    ``path`` for reading (checked by opening it: ``os.access`` says yes to root even where a
+    read-only mount or an ACL says no). Call it on regular files only: opening a FIFO blocks."""
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise PermissionError(f"{path}: permission denied (this user cannot read the file)"
+                              ) from None
+
+
+def _no_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of disk space: errno ENOSPC/EDQUOT, or an OSError without
+    errno (NumPy's ``ndarray.tofile`` says only "N requested and M written") on a disk with no
+    free block left."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return exc.errno is None and shutil.disk_usage(folder).free == 0
+    except OSError:
+        return False
+
+
+def _disk_full(path: Path, exc: BaseException) -> OSError:
+    """``OSError`` with errno ENOSPC whose text names ``path`` (and only that, without the
+    "[Errno 28]" prefix a two-argument OSError would print)."""
+    error = OSError(f"cannot write {path}: no space left on device "
+                    f"({' '.join(str(exc).split())}); nothing written")
+    error.errno = errno.ENOSPC
+    return error
+
+
 def _create_temp(path: Path) -> Path:
     """Create an empty, uniquely named hidden file next to ``path`` (mode 0o666 & ~umask)."""
     for _ in range(100):
@@ -78,18 +138,22 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; move it onto ``path`` on success.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and ``path``
-    is left untouched, so readers only ever see a complete file or the previous one.
+    is left untouched, so readers only ever see a complete file or the previous one; a write
+    that ran out of disk space is re-raised as ``OSError(ENOSPC)`` naming ``path``. A ``path``
+    that is a folder or a special file is refused first (:func:`check_replaceable`).
     """
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"output directory does not exist: {parent}")
-    if path.is_dir():
-        raise IsADirectoryError(f"output path is a directory: {path}")
+    check_replaceable(path)
     tmp = _create_temp(path)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _no_space(exc, parent)  # asked before the partial file is removed
         tmp.unlink(missing_ok=True)
+        if full:
+            raise _disk_full(path, exc) from None
         raise

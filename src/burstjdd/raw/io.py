@@ -25,11 +25,16 @@ from torch import Tensor
 from burstjdd.errors import BurstFormatError
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.camera import RAW_SUFFIXES, read_raw_files
-from burstjdd.raw.files import InputNotFoundError, PathLike, require_regular_file
+from burstjdd.raw.files import (
+    InputNotFoundError,
+    PathLike,
+    RefusedOutputError,
+    require_regular_file,
+)
 from burstjdd.raw.npz import read_npz
 from burstjdd.raw.reference import _resolve_ref
 
-__all__ = ["read_burst"]
+__all__ = ["check_output_apart", "read_burst"]
 
 
 def read_burst(
@@ -70,6 +75,33 @@ def read_burst(
             return burst
         return dataclasses.replace(burst, ref=_resolve_ref(ref, burst.raw, burst.cfa))
     return read_raw_files(_raw_paths(paths), ref=ref)
+
+
+def check_output_apart(output: PathLike, inputs: PathLike | Sequence[PathLike]) -> None:
+    """Refuse (``RefusedOutputError``) an ``output`` path that would replace one of
+    :func:`read_burst`'s ``inputs`` (the same file under any name: links and relative paths
+    are resolved), or that lies in an input folder with a raw suffix, where it would replace a
+    frame or be read as one on the next run. Paths only; nothing is read."""
+    out = Path(output)
+    for given in _input_paths(inputs):
+        if given.is_dir():
+            inside = out.resolve().parent == given.resolve()
+            if inside and out.suffix.lower() in RAW_SUFFIXES and not out.name.startswith("."):
+                raise RefusedOutputError(
+                    f"{out}: is in the input folder {given}, where it would be read as a frame "
+                    "of the burst; write the output elsewhere")
+        elif _same_file(out, given):
+            raise RefusedOutputError(f"{out}: is the input {given}; writing there would replace "
+                                     "it, so write the output elsewhere")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (``os.path.samefile`` when both exist, else their
+    resolved paths)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is missing (or unreadable): compare the names
+        return a.resolve() == b.resolve()
 
 
 def _input_paths(inputs: Any) -> list[Path]:

@@ -22,6 +22,7 @@ from burstjdd.errors import BurstFormatError
 from burstjdd.raw.cfa import check_pattern
 
 __all__ = [
+    "MAX_NOISE",
     "NoiseLevel",
     "PRESETS",
     "parse_noise",
@@ -37,6 +38,10 @@ __all__ = [
 
 # Log10 ranges of the training noise levels (official code; the paper says "uniformly").
 SHOT_LOG10_RANGE = (-4.0, -2.0)
+# Largest shot (variance slope) and read (standard deviation) of a NoiseLevel, in normalised
+# units: 1 is noise as large as the whole signal range already, and a bound keeps the
+# variance (shot * x + read**2) finite in float32 (--noise 1e308:1e308 would overflow).
+MAX_NOISE = 1.0
 READ_LOG10_RANGE = (-3.0, -1.5)
 
 # Floor of the variance inside ``noise_map`` so that sqrt stays finite and differentiable.
@@ -48,7 +53,8 @@ class NoiseLevel:
     """Noise parameters of one burst: Var(y | x) = ``shot`` * x + ``read``**2.
 
     ``shot`` is the variance slope (normalised units), ``read`` the read-noise standard deviation
-    (normalised units). Both must be finite and >= 0, else ``BurstFormatError``.
+    (normalised units). Both must be finite numbers in 0..:data:`MAX_NOISE`, else
+    ``BurstFormatError``.
     """
 
     shot: float
@@ -61,8 +67,10 @@ class NoiseLevel:
                 number = float(value)
             except (TypeError, ValueError):
                 raise BurstFormatError(f"noise {name} must be a number, got {value!r}") from None
-            if not math.isfinite(number) or number < 0.0:
-                raise BurstFormatError(f"noise {name} must be finite and >= 0, got {value!r}")
+            if not (math.isfinite(number) and 0.0 <= number <= MAX_NOISE):
+                raise BurstFormatError(
+                    f"noise {name} must be finite and in 0..{MAX_NOISE:g} (normalised units: 1 "
+                    f"is the white level), got {value!r}")
             object.__setattr__(self, name, number)
 
     def variance(self, x: float | Tensor) -> float | Tensor:

@@ -8,6 +8,7 @@ a JSON string); :func:`write_npz` writes one, atomically, so that reading it bac
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from torch import Tensor
 
 from burstjdd.errors import BurstFormatError
+from burstjdd.limits import available_memory, parse_json
 from burstjdd.raw.burst import RawBurst, _one_line
 from burstjdd.raw.files import PathLike, atomic_output, require_regular_file
 from burstjdd.raw.noise import NoiseLevel
@@ -26,6 +28,13 @@ __all__ = ["NPZ_VERSION", "read_npz", "write_npz"]
 NPZ_VERSION = 1
 _REQUIRED_KEYS = ("raw", "cfa", "wb", "ccm")
 _OPTIONAL_KEYS = ("version", "noise", "ref", "gt", "flow", "valid", "meta")
+# Zip compression methods of .npz files: np.savez stores, np.savez_compressed deflates.
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# Deflate expands at most 1032:1 (a 258-byte match in two bits, RFC 1951); an entry claiming
+# more holds fewer bytes than it declares.
+_MAX_DEFLATE_RATIO = 1032
+_BAD = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+        RuntimeError)  # RuntimeError: zipfile's "File is encrypted"
 
 
 def read_npz(path: PathLike) -> RawBurst:
@@ -53,19 +62,86 @@ def _load_npz_arrays(f: Any, path: Path) -> dict[str, np.ndarray]:
         raise BurstFormatError(f"{path}: is a single .npy array, not an .npz burst")
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         raise BurstFormatError(f"{path}: not an .npz file (not a zip archive)")
-    bad = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+    need = _declared_bytes(f, path)
+    free = available_memory()
+    if free is not None and need > free:
+        raise BurstFormatError(f"{path}: its arrays take {need / 2**30:.1f} GiB, more than the "
+                               f"{free / 2**30:.1f} GiB of memory available")
+    f.seek(0)
     try:
         npz = np.load(f, allow_pickle=False)
-    except bad as exc:
+    except _BAD as exc:
         raise BurstFormatError(f"{path}: damaged .npz file ({_one_line(exc)})") from None
     arrays: dict[str, np.ndarray] = {}
     with npz:
         for key in npz.files:
             try:
                 arrays[key] = npz[key]
-            except bad as exc:
+            except _BAD as exc:
                 raise BurstFormatError(f"{path}: cannot read '{key}' ({_one_line(exc)})") from None
     return arrays
+
+
+def _declared_bytes(f: Any, path: Path) -> int:
+    """Check every zip entry of an open ``.npz`` before any array is read, and return the
+    bytes its arrays declare (shape x item size, from each ``.npy`` header).
+
+    BurstFormatError for an entry that is encrypted, compressed with another method than
+    stored or deflate, not a ``.npy`` array, or whose declared size does not match what the
+    zip entry holds: NumPy would allocate a forged shape in full before finding the data
+    short.
+    """
+    try:
+        archive = zipfile.ZipFile(f)
+    except _BAD as exc:
+        raise BurstFormatError(f"{path}: damaged .npz file ({_one_line(exc)})") from None
+    total = 0
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if info.flag_bits & 0x1:
+                raise BurstFormatError(f"{path}: zip entry '{name}' is encrypted; a burst file "
+                                       "never is (write it with burstjdd or np.savez)")
+            if info.compress_type not in _METHODS:
+                raise BurstFormatError(
+                    f"{path}: zip entry '{name}' uses compression method {info.compress_type}; "
+                    f".npz files use stored or deflate (write it with burstjdd or np.savez)")
+            if not name.endswith(".npy"):
+                raise BurstFormatError(f"{path}: zip entry '{name}' is not a .npy array")
+            shape, dtype, header = _npy_header(archive, info, path)
+            if dtype.hasobject:  # stored pickled, so its size says nothing either
+                raise BurstFormatError(f"{path}: cannot read '{name[:-4]}' (an array of Python "
+                                       "objects, which would need unpickling; never done)")
+            need = header + math.prod(shape) * dtype.itemsize
+            holds = info.file_size
+            packed = info.compress_size
+            if need != holds or packed * _MAX_DEFLATE_RATIO < holds or (
+                    info.compress_type == zipfile.ZIP_STORED and packed != holds):
+                raise BurstFormatError(
+                    f"{path}: '{name[:-4]}' declares shape {shape} of {dtype} ({need:,} bytes) "
+                    f"but its zip entry holds {holds:,} bytes ({packed:,} in the file); the file "
+                    "is damaged or forged")
+            total += need
+    return total
+
+
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path
+                ) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length in bytes) of one ``.npy`` entry, reading its header only."""
+    try:
+        with archive.open(info) as entry:
+            version = np.lib.format.read_magic(entry)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(entry)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(entry)
+            else:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not read "
+                                 "here (1.0 and 2.0 are)")
+            return tuple(int(n) for n in shape), dtype, entry.tell()
+    except _BAD as exc:
+        key = info.filename[:-4]
+        raise BurstFormatError(f"{path}: cannot read '{key}' ({_one_line(exc)})") from None
 
 
 def _scalar(a: dict[str, np.ndarray], key: str, kinds: str, expected: str) -> np.ndarray:
@@ -118,10 +194,7 @@ def _burst_from_arrays(a: dict[str, np.ndarray]) -> RawBurst:
     meta: dict = {}
     if "meta" in a:
         text = _scalar(a, "meta", "U", "a JSON string").item()
-        try:
-            meta = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BurstFormatError(f"'meta' is not valid JSON ({_one_line(exc)})") from None
+        meta = parse_json(text, "'meta'", BurstFormatError)
         if not isinstance(meta, dict):
             raise BurstFormatError(f"'meta' must be a JSON object, got {type(meta).__name__}")
 
@@ -142,6 +215,9 @@ def write_npz(burst: RawBurst, path: PathLike, *, compress: bool = False) -> Non
     ``NoiseLevel`` floats survive bit for bit (readers accept float32 too). ``compress`` uses
     zip deflate (smaller, much slower).
     """
+    if not isinstance(burst, RawBurst):
+        raise TypeError(f"write_npz: burst must be a RawBurst (from read_burst or "
+                        f"simulate_burst), got {type(burst).__name__}")
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise BurstFormatError(f"{path}: a burst file name must end in .npz")

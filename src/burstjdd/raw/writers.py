@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from burstjdd._version import __version__
 from burstjdd.errors import BurstFormatError
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.color import render
@@ -30,6 +31,7 @@ from burstjdd.raw.image import (
     crop_padding,
     orient_image,
 )
+from burstjdd.raw.metadata import META_KEY, append_exif_ifd, check_camera_tags, ifd0_extratags
 
 __all__ = ["render_srgb", "write_image", "write_npy", "write_png", "write_tiff"]
 
@@ -49,22 +51,34 @@ def write_png(image: Any, path: PathLike) -> None:
         Image.fromarray(u8).save(tmp, format="PNG")
 
 
-def write_tiff(image: Any, path: PathLike, *, linear: bool = False) -> None:
+def write_tiff(image: Any, path: PathLike, *, linear: bool = False,
+               camera_tags: dict | None = None) -> None:
     """Write a (3, H, W) image as an RGB TIFF, atomically.
 
     ``linear=False``: sRGB in [0, 1] -> 16-bit, clipped and rounded to round(65535 * x).
     ``linear=True``: float32 values as they are (no clipping; linear data may exceed 1).
+    ``camera_tags``: a burst's ``meta["camera_tags"]`` (:mod:`burstjdd.raw.metadata`): Make and
+    Model are written in IFD0, the capture tags (lens, ISO, exposure, aperture, focal length,
+    capture time) in an EXIF IFD; the DNG colour tags are not (the TIFF is rendered). Software
+    is "burstjdd <version>".
     """
     import tifffile
 
     path = Path(path)
     chw = _image_chw(image, path)
+    try:
+        tags = check_camera_tags(camera_tags or {})
+    except BurstFormatError as exc:
+        raise BurstFormatError(f"{path}: {exc}; nothing written") from None
     if linear:
         data = np.ascontiguousarray(chw.numpy().transpose(1, 2, 0))
     else:
         data = _quantize_hwc(chw, 65535, np.uint16)
     with atomic_output(path) as tmp:
-        tifffile.imwrite(tmp, data, photometric="rgb")
+        tifffile.imwrite(tmp, data, photometric="rgb", software=f"burstjdd {__version__}",
+                         extratags=ifd0_extratags(tags, {"Make", "Model"}), byteorder="<",
+                         bigtiff=False)
+        append_exif_ifd(tmp, tags)
 
 
 def write_npy(image: Any, path: PathLike) -> None:
@@ -75,6 +89,15 @@ def write_npy(image: Any, path: PathLike) -> None:
         np.save(f, hwc, allow_pickle=False)
 
 
+def _check_burst(function: str, burst: Any, *, required: bool) -> None:
+    """TypeError saying what ``burst`` must be, instead of an AttributeError deep inside."""
+    if isinstance(burst, RawBurst) or (burst is None and not required):
+        return
+    expected = "a RawBurst" if required else "a RawBurst or None"
+    raise TypeError(f"{function}: burst must be {expected} (from read_burst or simulate_burst), "
+                    f"got {type(burst).__name__}")
+
+
 def render_srgb(rgb: Any, burst: RawBurst) -> Tensor:
     """Render linear camera RGB (..., 3, H, W) to sRGB in [0, 1] with the burst's metadata.
 
@@ -82,6 +105,7 @@ def render_srgb(rgb: Any, burst: RawBurst) -> Tensor:
     (docs/protocol.md "Rendering to sRGB", the Γ of the paper). Follows ``rgb``'s device and
     float dtype.
     """
+    _check_burst("render_srgb", burst, required=True)
     rgb = torch.as_tensor(rgb)
     if not rgb.is_floating_point():
         rgb = rgb.to(torch.float32)
@@ -112,6 +136,7 @@ def write_image(
     Orientation tag instead. To write an image that is already sRGB, call :func:`write_png`,
     :func:`write_tiff` or :func:`write_npy` directly.
     """
+    _check_burst("write_image", burst, required=False)
     path = Path(path)
     ext = path.suffix.lower()
     if space not in ("srgb", "linear"):
@@ -147,6 +172,7 @@ def write_image(
     if ext == ".png":
         write_png(rgb, path)
     elif ext in (".tif", ".tiff"):
-        write_tiff(rgb, path, linear=space == "linear")
+        camera_tags = burst.meta.get(META_KEY) if burst is not None else None
+        write_tiff(rgb, path, linear=space == "linear", camera_tags=camera_tags)
     else:
         write_npy(rgb, path)

@@ -45,6 +45,10 @@ SAMPLE_KEYS = (
 # simulate_burst's longest burst: 64 frames of 1080p with ground truth and flow take ~3 GB (the
 # paper's bursts have 5); a count beyond it is a typo, refused before any work.
 MAX_FRAMES = 64
+# Most moving objects per burst: each covers 8-25 % of the shorter side, so 16 already hide
+# most of the scene, and every object costs a full-frame pass (a million would run for days).
+MAX_OBJECTS = 16
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
 
 
 ClipLike = (Tensor | np.ndarray | str | os.PathLike | Frame
@@ -195,6 +199,7 @@ def simulate_burst(
     crop: (H, W) even output size, or None for the largest even size the motion allows
     (``motion_margin`` px off each side for stills with motion). The reference is n_frames // 2.
     isp: camera metadata (default ``test_isp_params()``); wb = isp.wb, ccm = isp.cam2rgb.
+    n_objects: 0..MAX_OBJECTS; seed: 0..MAX_SEED (2**64 - 1); anything else is a ConfigError.
     Returns a ``RawBurst`` (raw (N, H, W) mosaics in ``cfa``, gt (3, H, W) clean linear camera RGB
     of the reference, noise level, meta with the settings); all randomness from ``seed``.
     """
@@ -206,10 +211,19 @@ def simulate_burst(
         raise ConfigError(f"n_frames must be an integer in 1..{MAX_FRAMES}, got {n_frames!r}")
     if not (isinstance(max_shift, (int, float)) and 0 <= max_shift < math.inf):
         raise ConfigError(f"max_shift must be a number of pixels >= 0, got {max_shift!r}")
-    if isinstance(n_objects, bool) or not isinstance(n_objects, int) or n_objects < 0:
-        raise ConfigError(f"n_objects must be an integer >= 0, got {n_objects!r}")
+    if isinstance(n_objects, bool) or not isinstance(n_objects, int) or \
+            not 0 <= n_objects <= MAX_OBJECTS:
+        raise ConfigError(f"n_objects must be an integer in 0..{MAX_OBJECTS}, got {n_objects!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    if crop is not None and not (
+            isinstance(crop, (tuple, list)) and len(crop) == 2
+            and all(isinstance(c, int) and not isinstance(c, bool) for c in crop)):
+        raise ConfigError(f"crop must be (H, W), two integers, got {crop!r}")
     if crop is not None and (crop[0] % 2 or crop[1] % 2 or min(crop) < 2):
         raise ConfigError(f"crop {crop[0]}x{crop[1]} must be even and positive")
+    if not isinstance(isp, IspParams):
+        raise ConfigError(f"isp must be IspParams or None, got {type(isp).__name__}")
     frames = _as_frames(source)
     label = _label(frames[0])
     ref = n_frames // 2
@@ -300,6 +314,9 @@ class SampleConfig:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ConfigError(f"{name} must satisfy 0 <= min <= max (got {(lo, hi)})")
+        if self.objects[1] > MAX_OBJECTS:
+            raise ConfigError(f"objects: at most {MAX_OBJECTS} moving objects per sample, got "
+                              f"{self.objects[1]}")
 
     @property
     def context(self) -> int:

@@ -43,6 +43,10 @@ VIDEO_EXTENSIONS = frozenset(".mp4 .mov .mkv .avi .webm .m4v .mpg .mpeg".split()
 # Pillow modes without colour: skipped by the folder sources, refused by ``load_image``.
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "motorcycle")
+# Most pixels of an image decoded here (8192 x 8192): checked on the header before decoding. A
+# burst simulated from it takes tens of bytes per pixel, and a few hundred bytes of PNG can
+# declare gigapixels (a decompression bomb).
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 def derive_seed(*parts: object) -> int:
@@ -85,11 +89,11 @@ def load_image(path: str | os.PathLike, box: Box | None = None) -> Tensor:
     DataError if the file cannot be read (a folder, a FIFO or a device included), has no
     colour, or the box leaves the image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     require_regular_file(path, DataError)
     try:
-        with Image.open(path) as img:
+        with _open_image(path) as img:
             mode, size = img.mode, (img.height, img.width)
             if box is not None:
                 _check_box(box, size, str(path))
@@ -104,14 +108,41 @@ def load_image(path: str | os.PathLike, box: Box | None = None) -> Tensor:
     return _to_tensor(rgb)
 
 
+def _open_image(path: str | os.PathLike) -> Any:
+    """``PIL.Image.open(path)`` (it reads the header only), refused with DataError when the image
+    has more than MAX_IMAGE_PIXELS, before any pixel is decoded; Pillow's own decompression-bomb
+    error and warning become that one message."""
+    import warnings
+
+    from PIL import Image
+
+    def too_big(size: str) -> DataError:
+        return DataError(f"{path}: {size}, more than the {MAX_IMAGE_PIXELS:,} pixels (8192 x 8192) "
+                         "an image may have here; downscale it first")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # "Image size (N pixels) exceeds limit ..."
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        raise too_big(f"{int(count[1]):,} pixels" if count else "too many pixels") from None
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise too_big(f"{img.width}x{img.height} pixels")
+    return img
+
+
 def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Pillow mode and (H, W) from the file header (no pixel decoding); DataError if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     require_regular_file(path, DataError)
     try:
-        with Image.open(path) as img:
+        with _open_image(path) as img:
             return img.mode, (img.height, img.width)
+    except DataError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {' '.join(str(exc).split())}") from None
 

@@ -19,9 +19,13 @@ export`` writes them with :func:`burstjdd.models.hub.save_pretrained` (safetenso
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import random
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,9 @@ import numpy as np
 import torch
 
 from burstjdd.errors import WeightsError
+from burstjdd.limits import parse_json
 from burstjdd.models.hub import model_from_state, save_pretrained
-from burstjdd.raw.files import atomic_output
+from burstjdd.raw.files import atomic_output, require_regular_file
 from burstjdd.train.config import TrainConfig, load_config
 
 FORMAT = "burstjdd-checkpoint"
@@ -48,7 +53,8 @@ RUN_INFO_NAME = "run.json"  # sessions: hardware, steps, wall time (read by ``ex
 __all__ = [
     "BEST_CHECKPOINT_NAME", "CHECKPOINT_NAME", "CONFIG_NAME", "Checkpoint", "LOG_NAME",
     "RUN_INFO_NAME", "SCALARS_NAME",
-    "capture_rng", "export_run", "load_checkpoint", "model_card", "read_run_info", "restore_rng",
+    "capture_rng", "data_label", "export_run", "load_checkpoint", "model_card", "read_run_info",
+    "restore_rng",
     "save_checkpoint", "write_run_info",
 ]
 
@@ -100,11 +106,40 @@ def _to_tuples(x: Any) -> Any:
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
+# What torch's archive writer says when a write comes up short (its C++ checks; a full disk is
+# the usual cause): "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598",
+# "PytorchStreamWriter failed writing file ...", "... 49152 requested and 16352 written".
+_WRITER_FAILURES = ("inline_container.cc", "PytorchStreamWriter", "requested and")
+
+
+@contextlib.contextmanager
+def _torch_write_errors(path: Path) -> Iterator[None]:
+    """Turn torch's failure to write the archive ``path`` (a RuntimeError of C++ file positions,
+    above; Python's own OSError for a full disk is named by :func:`~burstjdd.raw.files.
+    atomic_output`) into one OSError that names the file and the space left on its disk."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not any(mark in str(exc) for mark in _WRITER_FAILURES):
+            raise
+        raise OSError(f"cannot write {path}: no space left on device? (torch could not write "
+                      f"all of it; {_free(path)})") from None
+
+
+def _free(path: Path) -> str:
+    """"N MiB free on that disk" for the disk of ``path``'s folder (or "free space unknown")."""
+    try:
+        return f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on that disk"
+    except OSError:
+        return "free space unknown"
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write ``ckpt`` to ``path`` atomically (a crash leaves the previous file intact)."""
+    """Write ``ckpt`` to ``path`` atomically (a crash leaves the previous file intact); a full
+    disk is an OSError naming ``path`` (:func:`_torch_write_errors`)."""
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt.__dict__}
-    with atomic_output(path) as tmp:
+    with _torch_write_errors(path), atomic_output(path) as tmp:
         torch.save(payload, tmp)
     return path
 
@@ -137,17 +172,47 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``run.json`` of a run directory ({} when there is none); WeightsError if corrupt."""
+    """The ``run.json`` of a run directory ({} when there is none), read with the limits of
+    :func:`~burstjdd.limits.parse_json`; WeightsError if it is a special file, corrupt, or its
+    fields are not what ``train`` writes (:func:`_check_run_info`)."""
     path = Path(run_dir) / RUN_INFO_NAME
+    require_regular_file(path, WeightsError)  # a FIFO would block the read
     if not path.is_file():
         return {}
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{path}: unreadable run information ({type(exc).__name__})") from None
-    if not isinstance(info, dict):
-        raise WeightsError(f"{path}: run information is not a JSON object")
+        text = path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"{path}: unreadable run information ({exc.strerror})") from None
+    info = parse_json(text, f"{path}: run information", WeightsError)
+    _check_run_info(info, path)
     return info
+
+
+def _check_run_info(info: Any, path: Path) -> None:
+    """WeightsError naming the first field of a run.json that ``train`` would not have written:
+    ``sessions`` a list of objects whose ``start_step`` / ``end_step`` are integers and
+    ``wall_s`` a finite number; ``best``, ``validation``, ``time_budget`` objects."""
+    def bad(what: str) -> WeightsError:
+        return WeightsError(f"{path}: run information: {what} (edited by hand? put back the "
+                            "run.json that train wrote)")
+
+    if not isinstance(info, dict):
+        raise bad("not a JSON object")
+    for key in ("best", "validation", "time_budget"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise bad(f"{key!r} is not an object")
+    sessions = info.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
+        raise bad("'sessions' is not a list of objects")
+    for i, session in enumerate(sessions):
+        for key in ("start_step", "end_step"):
+            value = session.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(f"sessions[{i}].{key} is not an integer")
+        wall = session.get("wall_s", 0.0)
+        if isinstance(wall, bool) or not isinstance(wall, (int, float)) or \
+                not math.isfinite(wall):
+            raise bad(f"sessions[{i}].wall_s is not a finite number")
 
 
 def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -204,10 +269,30 @@ def legs_table(cfg: TrainConfig, info: dict[str, Any], run_name: str) -> str:
     return "\n".join([LEGS_HEADING, "", _LEGS_HEADER, *rows])
 
 
+DATA_ROOT_NAME = "data"  # model cards name data paths relative to the last folder so called
+
+
+def data_label(spec: str) -> str:
+    """A data source (a ``data.paths`` entry) as a model card names it, never a machine path: a
+    ``kind:`` prefix (``stills:``, ``builtin:``) is kept, and the path is given relative to its
+    data root, the last folder called ``data`` on it (``stills:/srv/data/train/stills/set14``
+    -> ``stills:train/stills/set14``), or by its last component when it has none."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or len(kind) < 2 or not kind.isalpha():  # no prefix ("C:" is a drive, not one)
+        kind, sep, rest = "", "", spec
+    if kind == "builtin":
+        return spec
+    parts = Path(rest).parts
+    roots = [i for i, part in enumerate(parts) if part == DATA_ROOT_NAME]
+    below = parts[roots[-1] + 1:] if roots and roots[-1] + 1 < len(parts) else parts[-1:]
+    return f"{kind}{sep}{'/'.join(below)}"
+
+
 def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_name: str
                ) -> dict[str, str]:
     """Model-card entries (:func:`burstjdd.models.hub.save_pretrained`) filled from a run: data,
-    iterations, hardware and wall time from the run log, last validation PSNR."""
+    iterations, hardware and wall time from the run log, last validation PSNR; data paths
+    relative to the data root (:func:`data_label`)."""
     sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
     hardware = sorted({str(s["hardware"]) for s in sessions if s.get("hardware")})
     val = info.get("validation") or {}
@@ -215,7 +300,8 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
         psnr_text = "not measured (the run had no data.val_paths)"
     else:
         psnr_text = (f"{ckpt.val_psnr:.2f} dB: mean over {val.get('samples', '?')} fixed synthetic "
-                     f"bursts from {', '.join(cfg.data.val_paths)} (docs/protocol.md ISP and "
+                     f"bursts from {', '.join(map(data_label, cfg.data.val_paths))} "
+                     f"(docs/protocol.md ISP and "
                      f"PSNR, "
                      f"each burst's own metadata)")
     return {
@@ -223,7 +309,7 @@ def model_card(cfg: TrainConfig, ckpt: Checkpoint, info: dict[str, Any], run_nam
         "description": f"Weights of the training run {run_name!r}, exported by `burstjdd export`.",
         "model": f"preset {cfg.model.preset}, variant {cfg.model.variant}, overrides "
                  f"{cfg.model.overrides or 'none'}",
-        "training data": ", ".join(cfg.data.paths),
+        "training data": ", ".join(map(data_label, cfg.data.paths)),
         "training samples": f"synthetic raw bursts (make_training_sample) of "
                             f"{cfg.data.frames} frames, "
                             f"{cfg.data.crop} px GT crops, search radius "

@@ -6,9 +6,14 @@ YAML files (``configs/*.yaml``) may give any subset of keys; missing keys take t
 Loading is strict: an unknown key is an error naming the dotted key (``optim.lr_gg``), a value
 of the wrong type is an error naming the key and the expected type (checked against the
 dataclass type hints by :func:`burstjdd.typed.convert`, YAML dialect),
-and out-of-range values are errors too. Command-line overrides are ``key.sub=value`` with the value
-parsed by ``yaml.safe_load`` (``optim.lr_g=2e-4``, ``optim.betas=[0.9,0.999]``,
-``model.overrides.nf=32``) and type-checked the same way. Every error is a one-line
+and out-of-range values are errors too: every size, count and rate has a range (the ``MAX_*``
+constants below: far above what a real run uses, low enough that a typo fails at once instead
+of hanging or filling the memory), integers are 64-bit and floats finite
+(:mod:`burstjdd.typed`), and :func:`validate` bounds the memory the samples of one step and
+the validation set take (:data:`MAX_SAMPLES_GIB`). Files and command-line overrides
+``key.sub=value`` (``optim.lr_g=2e-4``, ``optim.betas=[0.9,0.999]``, ``model.overrides.nf=32``)
+are read as YAML with limits on nesting, aliases and integer length
+(:func:`burstjdd.limits.parse_yaml`) and type-checked the same way. Every error is a one-line
 :class:`~burstjdd.errors.ConfigError` (or :class:`~burstjdd.errors.DataError` for a missing data
 path in :func:`validate`).
 
@@ -29,6 +34,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from burstjdd.errors import BurstJDDError, ConfigError, DataError
+from burstjdd.limits import MAX_NESTING, parse_yaml
 from burstjdd.models.jddb import ModelConfig, make_config
 from burstjdd.raw.files import atomic_output, require_regular_file
 from burstjdd.raw.noise import parse_noise
@@ -48,6 +54,19 @@ Precision = Literal["auto", "fp32", "bf16"]
 Synthesis = Literal["loader", "device"]
 BUILTIN_SOURCES = ("builtin:skimage", "builtin:dead_leaves")  # data sources with no path
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+# Ranges of the sizes and counts of a run (module docstring; the header comment of
+# configs/*.yaml and docs/cli.md list them).
+MAX_BATCH = 4096  # optim.batch_size: samples per step over all processes
+MAX_CROP = 4096  # data.crop: GT crop side, full-res px
+MAX_SEARCH_RADIUS = 1024  # data.search_radius, full-res px
+MAX_FRAMES = 64  # data.frames (simulate's limit too)
+MAX_WORKERS = 256  # data.workers per process (check_config also bounds it by the CPUs)
+MAX_VAL_SAMPLES = 10_000  # data.val_samples per noise level
+MAX_STEPS = 10**9  # schedule.total_steps
+MAX_BUDGET_VALIDATIONS = 10_000  # run.budget_validations
+MAX_SEED = 2**63 - 1  # run.seed, data.val_seed
+MAX_SAMPLES_GIB = 16  # the samples of one step, and the validation set, in memory (validate)
 
 
 
@@ -141,13 +160,15 @@ class DataSection(_Section):
             len(self.weights) == len(self.paths) and all(w >= 0 for w in self.weights)
             and sum(self.weights) > 0), "weights",
             f"null or {len(self.paths)} weights >= 0 (one per path) with a positive sum")
-        self._require(self.crop > 0 and self.crop % 8 == 0, "crop",
-                      "a positive multiple of 8 (full-resolution pixels)")
-        self._require(self.search_radius >= 0, "search_radius", ">= 0 (full-resolution pixels)")
-        self._require(self.frames >= 1, "frames", ">= 1")
-        self._require(self.workers >= 0, "workers", ">= 0")
-        self._require(self.val_samples >= 1, "val_samples", ">= 1")
-        self._require(self.val_seed >= 0, "val_seed", ">= 0")
+        self._require(0 < self.crop <= MAX_CROP and self.crop % 8 == 0, "crop",
+                      f"a multiple of 8 in 8..{MAX_CROP} (full-resolution pixels)")
+        self._require(0 <= self.search_radius <= MAX_SEARCH_RADIUS, "search_radius",
+                      f"in 0..{MAX_SEARCH_RADIUS} (full-resolution pixels)")
+        self._require(1 <= self.frames <= MAX_FRAMES, "frames", f"in 1..{MAX_FRAMES}")
+        self._require(0 <= self.workers <= MAX_WORKERS, "workers", f"in 0..{MAX_WORKERS}")
+        self._require(1 <= self.val_samples <= MAX_VAL_SAMPLES, "val_samples",
+                      f"in 1..{MAX_VAL_SAMPLES}")
+        self._require(0 <= self.val_seed <= MAX_SEED, "val_seed", "in 0..2**63-1")
         self._require(len(self.val_noise) >= 1 and all(_is_noise(n) for n in self.val_noise),
                       "val_noise", "one or more noise levels (low, high or SHOT,READ)")
 
@@ -172,7 +193,7 @@ class OptimSection(_Section):
         self._require(all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
         self._require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "null or > 0")
-        self._require(self.batch_size >= 1, "batch_size", ">= 1")
+        self._require(1 <= self.batch_size <= MAX_BATCH, "batch_size", f"in 1..{MAX_BATCH}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +211,7 @@ class ScheduleSection(_Section):
     bm_loss_until: float = BM_LOSS_UNTIL
 
     def check(self) -> None:
-        self._require(self.total_steps >= 1, "total_steps", ">= 1")
+        self._require(1 <= self.total_steps <= MAX_STEPS, "total_steps", f"in 1..{MAX_STEPS:.0e}")
         try:
             cycle_bounds(self.total_steps, self.restart_periods)
         except ConfigError as exc:
@@ -244,8 +265,9 @@ class RunSection(_Section):
         self._require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s",
                       "null or > 0 (seconds)")
         self._require(self.budget_probe_steps >= 1, "budget_probe_steps", ">= 1 (steps)")
-        self._require(self.budget_validations >= 0, "budget_validations", ">= 0")
-        self._require(self.seed >= 0, "seed", ">= 0")
+        self._require(0 <= self.budget_validations <= MAX_BUDGET_VALIDATIONS,
+                      "budget_validations", f"in 0..{MAX_BUDGET_VALIDATIONS}")
+        self._require(0 <= self.seed <= MAX_SEED, "seed", "in 0..2**63-1")
         for name in ("log_every", "val_every", "checkpoint_every"):
             self._require(getattr(self, name) >= 1, name, ">= 1 (steps)")
         self._require(bool(_DEVICE.fullmatch(self.device)), "device",
@@ -340,12 +362,9 @@ def to_yaml(cfg: TrainConfig) -> str:
 
 
 def from_yaml(text: str, source: str = "<yaml>") -> TrainConfig:
-    """Parse YAML text (``yaml.safe_load``) into a TrainConfig; ConfigError naming ``source``."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return config_from_dict(data, source)
+    """Parse YAML text (:func:`~burstjdd.limits.parse_yaml`: nesting, alias and integer limits)
+    into a TrainConfig; ConfigError naming ``source``."""
+    return config_from_dict(parse_yaml(text, source, ConfigError), source)
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -367,8 +386,10 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
-    """Apply command-line overrides ``section.key=value`` (value parsed by ``yaml.safe_load``;
-    ``model.overrides.<field>=value`` sets a ModelConfig override) and re-check everything."""
+    """Apply command-line overrides ``section.key=value`` (value parsed as YAML by
+    :func:`~burstjdd.limits.parse_yaml`; ``model.overrides.<field>=value`` sets a ModelConfig
+    override; a key of at most :data:`~burstjdd.limits.MAX_NESTING` parts) and re-check
+    everything."""
     if not overrides:
         return cfg
     data = config_to_dict(cfg)
@@ -376,21 +397,22 @@ def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override {item!r}: expected key.sub=value, e.g. optim.lr_g=2e-4")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+            raise ConfigError(f"override {short_repr(item)}: expected key.sub=value, e.g. "
+                              "optim.lr_g=2e-4")
+        if key.count(".") >= MAX_NESTING:
+            raise ConfigError(f"override {short_repr(item)}: a key of more than {MAX_NESTING} "
+                              "parts")
+        value = parse_yaml(text, f"override {short_repr(item)}", ConfigError)
         *parents, leaf = key.split(".")
         node = data
         for depth, part in enumerate(parents):
             child = node.setdefault(part, {})  # a new key is reported as unknown just below
             if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: '{'.'.join(parents[:depth + 1])}' is a "
-                                  f"value, not a section")
+                raise ConfigError(f"override {short_repr(item)}: "
+                                  f"'{'.'.join(parents[:depth + 1])}' is a value, not a section")
             node = child
         node[leaf] = value
-        data = config_to_dict(config_from_dict(data, f"override {item!r}"))
+        data = config_to_dict(config_from_dict(data, f"override {short_repr(item)}"))
     return config_from_dict(data, "overrides")
 
 
@@ -401,12 +423,14 @@ def validate(cfg: TrainConfig, *, check_paths: bool = True) -> TrainConfig:
     """Checks that need more than one field or the outside world; returns ``cfg``.
 
     The model section must build a ModelConfig; the run needs at least one data path; eta_min
-    must be below both learning rates; with ``check_paths`` every data path (not ``builtin:``)
-    must exist (DataError naming it).
+    must be below both learning rates; the samples of one step and the validation set must
+    each fit in :data:`MAX_SAMPLES_GIB` GiB (:func:`sample_bytes`); with ``check_paths`` every
+    data path (not ``builtin:``) must exist (DataError naming it).
     """
     cfg.model.model_config()
     if not cfg.data.paths:
         raise ConfigError("data.paths is empty: give at least one training source")
+    _check_sample_memory(cfg)
     if cfg.schedule.eta_min >= min(cfg.optim.lr_g, cfg.optim.lr_dsnet):
         raise ConfigError(f"schedule.eta_min ({cfg.schedule.eta_min}) must be below the learning "
                           f"rates (optim.lr_g {cfg.optim.lr_g}, "
@@ -422,8 +446,38 @@ def validate(cfg: TrainConfig, *, check_paths: bool = True) -> TrainConfig:
     return cfg
 
 
+def sample_bytes(data: DataSection) -> int:
+    """Bytes of one training sample as the loader makes it (float32): frames, noise map and
+    clean frames of (frames, 4, F/2, F/2) packed px, F = crop + 2·search_radius (the crop with
+    its context), and the GT crop (3, crop, crop)."""
+    side = data.crop + 2 * data.search_radius
+    return 4 * (3 * data.frames * side * side + 3 * data.crop * data.crop)
+
+
+def _check_sample_memory(cfg: TrainConfig) -> None:
+    """ConfigError when the samples of one step, or the validation set (held for the whole
+    run), take more than MAX_SAMPLES_GIB GiB: such a run would fail or swap after minutes of
+    work instead of at once."""
+    d, gib = cfg.data, 2**30
+    side = d.crop + 2 * d.search_radius
+    each = sample_bytes(d)
+    what = (f"samples of {d.frames} frames of {side}x{side} px (data.crop + 2 x "
+            f"data.search_radius) and a {d.crop} px GT crop, {each / 2**20:.1f} MiB each")
+    step = cfg.optim.batch_size * each
+    if step > MAX_SAMPLES_GIB * gib:
+        raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} {what}, take "
+                          f"{step / gib:.1f} GiB per step, more than {MAX_SAMPLES_GIB} GiB: lower "
+                          "optim.batch_size, data.crop, data.search_radius or data.frames")
+    val = len(d.val_noise) * d.val_samples * each if d.val_paths else 0
+    if val > MAX_SAMPLES_GIB * gib:
+        raise ConfigError(f"the validation set, data.val_samples={d.val_samples} x "
+                          f"{len(d.val_noise)} noise levels of {what}, takes {val / gib:.1f} "
+                          f"GiB, more than {MAX_SAMPLES_GIB} GiB: lower data.val_samples")
+
+
 __all__ = [
     "BUILTIN_SOURCES", "DataSection", "LossSection", "ModelSection", "OptimSection", "Precision",
     "RunSection", "ScheduleSection", "Synthesis", "TrainConfig", "apply_overrides", "config_from_dict",
-    "config_to_dict", "from_yaml", "load_config", "save_config", "to_yaml", "validate",
+    "config_to_dict", "from_yaml", "load_config", "sample_bytes", "save_config", "to_yaml",
+    "validate",
 ]

@@ -12,7 +12,9 @@ per step. The samples of step s are the global indices s·B .. s·B + B − 1 of
 the number of processes, and W processes of batch b see exactly the samples of one process of
 batch W·b. DDP averages the gradients over the ranks; the loss of each rank is a batch MEAN
 (of per-sample sums, :mod:`burstjdd.train.losses`), so the averaged gradient is the gradient of
-the mean over the global batch, as in one process.
+the mean over the global batch, as in one process: equal up to float rounding (the sums run in
+another order), and Adam turns that rounding into differences of about lr in weights whose
+gradient is near 0, so a W-process run and a one-process run agree closely, not bit for bit.
 
 Only rank 0 writes (checkpoints, scalars, logs; :attr:`DistContext.is_main`).
 """

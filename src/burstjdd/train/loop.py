@@ -35,11 +35,13 @@ over the ranks), train.log, run.json (sessions: hardware, steps, wall time), ten
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
 import os
 import platform
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,6 +72,7 @@ from burstjdd.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     LOG_NAME,
+    RUN_INFO_NAME,
     SCALARS_NAME,
     Checkpoint,
     capture_rng,
@@ -101,11 +104,11 @@ from burstjdd.train.losses import TERMS, total_loss
 from burstjdd.train.schedule import CosineRestartScheduler, bm_loss_active, temperature_at
 
 __all__ = [
-    "RunResult", "Runtime", "SCALAR_COLUMNS", "StepBatchSampler", "TrainState",
+    "DivergedError", "RunResult", "Runtime", "SCALAR_COLUMNS", "StepBatchSampler", "TrainState",
     "build_training_dataset", "build_validation_set", "check_config", "describe_hardware",
     "loss_targets",
     "make_train_state", "open_sources", "resolve_data_paths", "resolve_runtime", "sample_config",
-    "train", "train_step", "training_wb", "validation_floors", "validation_psnr",
+    "train", "train_step", "training_wb", "usable_cpus", "validation_floors", "validation_psnr",
 ]
 
 SCALAR_COLUMNS = ("step", "total", *TERMS, "lr_g", "lr_dsnet", "temperature", "samples_per_s",
@@ -118,6 +121,13 @@ _RESUMABLE_CHANGES = {("data", "paths"), ("data", "val_paths"), ("data", "worker
                       ("run", "checkpoint_every"), ("run", "device"), ("run", "precision"),
                       ("run", "channels_last"), ("run", "compile"),
                       ("run", "budget_probe_steps"), ("run", "budget_validations")}
+WORKERS_PER_CPU = 4  # data.workers beyond this many per usable CPU only thrash (check_config)
+
+
+class DivergedError(ConfigError):
+    """Training produced a non-finite loss, gradient or weight. A ConfigError: the cause is a
+    setting (a learning rate or loss weight too high, no gradient clipping), and the CLI prints
+    it as one line."""
 
 
 # ---------------------------------------------------------------------- dataclasses
@@ -196,10 +206,16 @@ def resolve_data_paths(cfg: TrainConfig) -> TrainConfig:
 
 def check_config(cfg: TrainConfig, ctx: DistContext = DistContext()) -> TrainConfig:
     """Everything about ``cfg`` that can fail before data are opened: :func:`~burstjdd.train.
-    config.validate` (model, schedule, learning rates, built-in names), every data path exists
-    (DataError naming it; ``stills:``/``clips:``/``video:`` prefixes understood) and the global
-    batch divides over the processes. Returns ``cfg``."""
+    config.validate` (model, schedule, learning rates, built-in names, sample memory), every
+    data path exists (DataError naming it; ``stills:``/``clips:``/``video:`` prefixes
+    understood), ``data.workers`` is at most WORKERS_PER_CPU per CPU this process may use, and
+    the global batch divides over the processes. Returns ``cfg``."""
     validate(cfg, check_paths=False)
+    cpus = usable_cpus()
+    if cfg.data.workers > WORKERS_PER_CPU * cpus:
+        raise ConfigError(f"data.workers={cfg.data.workers} is more than {WORKERS_PER_CPU} per "
+                          f"CPU this process may use ({cpus}): use at most "
+                          f"{WORKERS_PER_CPU * cpus}")
     for key in ("paths", "val_paths"):
         for spec in getattr(cfg.data, key):
             if spec.startswith("builtin:"):
@@ -210,6 +226,13 @@ def check_config(cfg: TrainConfig, ctx: DistContext = DistContext()) -> TrainCon
         init_weights(cfg)  # fails here, before any run directory exists
     local_batch_size(cfg.optim.batch_size, ctx)
     return cfg
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def init_weights(cfg: TrainConfig) -> dict[str, Tensor]:
@@ -382,7 +405,8 @@ def train_step(model: nn.Module, state: TrainState, batch: Mapping[str, Tensor],
     ``model`` is ``state.model`` or its DDP wrapper. Advances ``state.step`` by 1.
 
     Returns the unweighted loss terms (``total_loss`` report) plus ``lr_g``, ``lr_dsnet`` (None
-    without a DSNet) and ``temperature`` of this update.
+    without a DSNet) and ``temperature`` of this update. A non-finite loss or gradient (on any
+    process) raises :class:`DivergedError` before the update: the weights stay as they were.
     """
     s = cfg.schedule
     u = state.step  # the update about to be made (0-based): the schedule's clock
@@ -403,13 +427,42 @@ def train_step(model: nn.Module, state: TrainState, batch: Mapping[str, Tensor],
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.optim.grad_clip is not None:
-        nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+    else:
+        grad_norm = nn.utils.get_total_norm([p.grad for p in net.parameters()
+                                             if p.grad is not None])
+    _require_finite_step(loss, grad_norm, u + 1, rt)
     state.optimizer.step()
     state.scheduler.step()
     state.step += 1
     report.update(lr_g=lrs[0], lr_dsnet=lrs[1] if len(lrs) > 1 else None,
                   temperature=temperature)
     return report
+
+
+def _require_finite_step(loss: Tensor, grad_norm: Tensor, step: int, rt: Runtime) -> None:
+    """DivergedError "step N: the loss is nan" unless the loss and the gradient norm are finite
+    on every process (decided together, so that all processes stop at the same step)."""
+    values = torch.stack([loss.detach().float(), grad_norm.detach().float().to(loss.device)])
+    finite = values.isfinite().all().float()
+    if rt.ctx.distributed:
+        finite = all_reduce_mean(finite.to(rt.device), rt.ctx)
+    if float(finite) == 1.0:
+        return
+    loss_value, norm_value = values.tolist()
+    if not math.isfinite(loss_value):
+        what = f"the loss is {loss_value}"
+    elif not math.isfinite(norm_value):
+        what = f"the gradient norm is {norm_value}"
+    else:
+        what = "the loss or gradient of another process is not finite"
+    raise DivergedError(f"step {step}: {what}")
+
+
+def _require_finite_weights(model: nn.Module, step: int) -> None:
+    """DivergedError unless every weight is finite: a checkpoint never holds NaN or inf."""
+    if not all(bool(p.detach().isfinite().all()) for p in model.parameters()):
+        raise DivergedError(f"step {step}: the weights are not finite")
 
 
 @torch.no_grad()
@@ -624,12 +677,17 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> Checkpoint 
     ConfigError for a fresh run into a non-empty folder, WeightsError/ConfigError for a resume
     without a readable checkpoint or with settings the run cannot continue with."""
     if not resume:
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        existing = next(p for p in (run_dir, *run_dir.parents) if os.path.lexists(p))
+        if not existing.is_dir():
+            raise ConfigError(f"{run_dir}: the run directory (-o) must be a folder, new or "
+                              f"empty, but {existing} is a file; choose another -o")
+        if existing == run_dir and any(run_dir.iterdir()):
             raise ConfigError(f"{run_dir}: run directory exists and is not empty (resume it "
                               f"with --resume, or choose another -o)")
         return None
     ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
     _check_resume(cfg, load_config(run_dir / CONFIG_NAME), run_dir / CONFIG_NAME, ckpt)
+    read_run_info(run_dir)  # a broken run.json fails now, before any work
     return ckpt
 
 
@@ -714,125 +772,177 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume:
     dataset = build_training_dataset(cfg)
     synth = (DeviceSynthesis(dataset, rt.device) if cfg.run.synthesis == "device" else None)
     val = build_validation_set(cfg, val_samples) if ctx.is_main else None
-    val_count = sum(len(b["gt"]) for b in val[0]) if val is not None else 0
     state = make_train_state(cfg, rt.device)
     if ckpt is not None:
         _restore(state, ckpt)
     start = state.step
 
     main = ctx.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / CONFIG_NAME)
-        _truncate_scalars(run_dir / SCALARS_NAME, start)
-        info = read_run_info(run_dir)
-        session = {"start": _now(), "hardware": describe_hardware(rt), "device": str(rt.device),
-                   "processes": ctx.world_size,
-                   "precision": "bf16" if rt.amp_dtype is not None else "fp32",
-                   "start_step": start, "end_step": start, "wall_s": 0.0}
-        info.setdefault("sessions", []).append(session)
-        info["data"] = list(cfg.data.paths)
-        info["validation"] = {"paths": list(cfg.data.val_paths),
-                              "noise": list(cfg.data.val_noise), "samples": val_count}
-        write_run_info(run_dir, info)
-        n_params = sum(p.numel() for p in state.model.parameters())
-        _log(run_dir, f"{f'resumed at step {start}: training' if resume else 'training'} "
-                      f"{cfg.model.preset}/{cfg.model.variant} ({n_params:,} parameters) to step "
-                      f"{stop} of {total} on {session['hardware']}, {session['precision']}, "
-                      f"{ctx.world_size} process(es), global batch {cfg.optim.batch_size}", echo)
-        _log(run_dir, f"data: {dataset.summary()}", echo)
-        if synth is not None:
-            _log(run_dir, synth.summary(), echo)
-        if val is not None:
-            _log(run_dir, f"validation: {val[1]}", echo)
-    board = _tensorboard(run_dir) if main else None
-
-    if rt.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
-    apply_speed_switches(state.model, cfg.run)
-    model = wrap_model(state.model, ctx, rt.device, cfg.data.frames)
-    model.train()
-    session_start, wall_at_start = time.perf_counter(), state.wall_time
-
-    def wall() -> float:
-        return wall_at_start + time.perf_counter() - session_start
-
-    baseline_start = time.perf_counter()
-    if val is not None and start == 0:  # the baseline of the PSNR curve
-        state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
-        _write_row(run_dir, board, {"step": 0, "val_psnr": state.val_psnr})
-        _log(run_dir, f"step 0: validation PSNR {state.val_psnr:.3f} dB", echo)
-        floors = validation_floors(val[0])
-        _log(run_dir, "validation floors: " + ", ".join(
-            f"{name} {value:.3f} dB" for name, value in floors.items()), echo)
-    budget = TimeBudget.from_config(cfg, clock_start)
-    if budget is not None:  # one validation round: the baseline's time, two checkpoint writes
-        budget.eval_s = ((time.perf_counter() - baseline_start if val is not None else 0.0)
-                         + 2 * checkpoint_seconds(state.model))
-        budget.mark()
-    window: list[dict[str, float | None]] = []
-    window_start, last_sps, saved = time.perf_counter(), None, start
-    bar = tqdm(total=stop, initial=start, disable=not (main and progress), unit="step",
-               dynamic_ncols=True, mininterval=1.0)
-    try:
-        for batch in _loader(dataset if synth is None else synth.plans, cfg, start, stop, rt):
-            if synth is not None:  # plans -> samples, batched on the device
-                batch = synth.render(batch)
-            window.append(train_step(model, state, batch, cfg, rt))
-            step = state.step
-            if budget is not None:
-                budget.tick()
-                if budget.total is None and (budget.ready() or budget.out_of_time()):
-                    cfg = budget.fix(cfg, step, state.scheduler)
-                    stop = min(stop, cfg.schedule.total_steps)
-                    bar.total = stop
-                    if main:
-                        save_config(cfg, run_dir / CONFIG_NAME)
-                        info = read_run_info(run_dir)
-                        info["time_budget"] = budget.record()
-                        write_run_info(run_dir, info)
-                        _log(run_dir, budget.describe(step), echo)
-            last = step >= stop or (budget is not None and budget.out_of_time())
-            row: dict[str, Any] = {}
-            if step % cfg.run.log_every == 0 or last:
-                row = _window_means(window, rt)
-                last_sps = len(window) * cfg.optim.batch_size / max(
-                    time.perf_counter() - window_start, 1e-9)
-                row.update(step=step, samples_per_s=last_sps)
-                window = []
-                bar.set_postfix(loss=f"{row['total']:.4g}", sps=f"{last_sps:.3g}", refresh=False)
-            if val is not None and (step % cfg.run.val_every == 0 or last):
-                state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
-                row.update(step=step, val_psnr=state.val_psnr)
-                _log(run_dir, f"step {step}: validation PSNR {state.val_psnr:.3f} dB", echo)
-                if main:
-                    _keep_if_best(run_dir, state, cfg, wall(), echo)
-            if main and row:
-                _write_row(run_dir, board, row)
-            if main and (step % cfg.run.checkpoint_every == 0 or last):
-                _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
-                saved = step
-            if not window:  # samples/s measures training: validation and saving stay out
-                window_start = time.perf_counter()
-            bar.update(1)
-            if last:  # a time budget may end the run before the loader does
-                break
-    except KeyboardInterrupt:
-        if main and state.step > saved:  # keep the finished updates: --resume goes on from here
-            _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
+    # a new run that stops before its first checkpoint leaves no run folder behind
+    with _removed_unless_saved(run_dir, enabled=main and ckpt is None):
         if main:
-            _log(run_dir, f"interrupted at step {state.step}; continue with --resume", echo)
-        raise
-    finally:
-        bar.close()
-        if board is not None:
-            board.close()
-    state.wall_time = wall()
-    if main:
-        _log(run_dir, f"stopped at step {state.step} of {cfg.schedule.total_steps}; session "
-                      f"{time.perf_counter() - session_start:.0f} s", echo)
-    barrier(ctx)  # the ranks finish together, after rank 0's last checkpoint
+            _start_session(run_dir, cfg, rt, state, dataset.summary(), synth, val, resume,
+                           stop, echo)
+        board = _tensorboard(run_dir) if main else None
+        if rt.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
+        apply_speed_switches(state.model, cfg.run)
+        model = wrap_model(state.model, ctx, rt.device, cfg.data.frames)
+        model.train()
+        session_start, wall_at_start = time.perf_counter(), state.wall_time
+
+        def wall() -> float:
+            return wall_at_start + time.perf_counter() - session_start
+
+        window: list[dict[str, float | None]] = []
+        last_sps = None
+        saved = start if ckpt is not None else None  # the step of the latest checkpoint.pt
+        bar = tqdm(total=stop, initial=start, disable=not (main and progress), unit="step",
+                   dynamic_ncols=True, mininterval=1.0)
+        try:
+            baseline_start = time.perf_counter()
+            if val is not None and start == 0:  # the baseline of the PSNR curve
+                state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
+                _write_row(run_dir, board, {"step": 0, "val_psnr": state.val_psnr})
+                _log(run_dir, f"step 0: validation PSNR {state.val_psnr:.3f} dB", echo)
+                floors = validation_floors(val[0])
+                _log(run_dir, "validation floors: " + ", ".join(
+                    f"{name} {value:.3f} dB" for name, value in floors.items()), echo)
+            budget = TimeBudget.from_config(cfg, clock_start)
+            if budget is not None:  # a validation round: the baseline's time, two checkpoints
+                budget.eval_s = ((time.perf_counter() - baseline_start if val is not None else 0.0)
+                                 + 2 * checkpoint_seconds(state.model))
+                budget.mark()
+            window_start = time.perf_counter()
+            for batch in _loader(dataset if synth is None else synth.plans, cfg, start, stop, rt):
+                if synth is not None:  # plans -> samples, batched on the device
+                    batch = synth.render(batch)
+                window.append(train_step(model, state, batch, cfg, rt))
+                step = state.step
+                if budget is not None:
+                    budget.tick()
+                    if budget.total is None and (budget.ready() or budget.out_of_time()):
+                        cfg = budget.fix(cfg, step, state.scheduler)
+                        stop = min(stop, cfg.schedule.total_steps)
+                        bar.total = stop
+                        if main:
+                            save_config(cfg, run_dir / CONFIG_NAME)
+                            info = read_run_info(run_dir)
+                            info["time_budget"] = budget.record()
+                            write_run_info(run_dir, info)
+                            _log(run_dir, budget.describe(step), echo)
+                last = step >= stop or (budget is not None and budget.out_of_time())
+                row: dict[str, Any] = {}
+                if step % cfg.run.log_every == 0 or last:
+                    row = _window_means(window, rt)
+                    last_sps = len(window) * cfg.optim.batch_size / max(
+                        time.perf_counter() - window_start, 1e-9)
+                    row.update(step=step, samples_per_s=last_sps)
+                    window = []
+                    bar.set_postfix(loss=f"{row['total']:.4g}", sps=f"{last_sps:.3g}",
+                                    refresh=False)
+                if val is not None and (step % cfg.run.val_every == 0 or last):
+                    state.val_psnr = validation_psnr(state.model, val[0], cfg, rt)
+                    row.update(step=step, val_psnr=state.val_psnr)
+                    _log(run_dir, f"step {step}: validation PSNR {state.val_psnr:.3f} dB", echo)
+                    if main:
+                        _keep_if_best(run_dir, state, cfg, wall(), echo)
+                if main and row:
+                    _write_row(run_dir, board, row)
+                if main and (step % cfg.run.checkpoint_every == 0 or last):
+                    _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
+                    saved = step
+                if not window:  # samples/s measures training: validation and saving stay out
+                    window_start = time.perf_counter()
+                bar.update(1)
+                if last:  # a time budget may end the run before the loader does
+                    break
+        except DivergedError as exc:  # nothing of the bad step is saved
+            message = _diverged_message(str(exc), saved, run_dir)
+            if main:
+                _log(run_dir, message, echo=False)
+            raise DivergedError(message) from None
+        except KeyboardInterrupt:
+            if main and state.step > (saved or 0):  # keep the updates: --resume goes on from here
+                _save(run_dir, state, cfg, wall(), time.perf_counter() - session_start)
+            if main:
+                _log(run_dir, f"interrupted at step {state.step}; continue with --resume", echo)
+            raise
+        finally:
+            bar.close()
+            if board is not None:
+                board.close()
+        state.wall_time = wall()
+        if main:
+            _log(run_dir, f"stopped at step {state.step} of {cfg.schedule.total_steps}; session "
+                          f"{time.perf_counter() - session_start:.0f} s", echo)
+        barrier(ctx)  # the ranks finish together, after rank 0's last checkpoint
     return RunResult(run_dir, state.step, state.val_psnr, state.wall_time, last_sps)
+
+
+def _start_session(run_dir: Path, cfg: TrainConfig, rt: Runtime, state: TrainState,
+                   data_summary: str, synth: DeviceSynthesis | None,
+                   val: tuple[list[dict[str, Tensor]], str] | None, resume: bool, stop: int,
+                   echo: bool) -> None:
+    """Rank 0's start of a session: the run folder, config.yaml, scalars.csv cut back to the
+    checkpoint, a new session in run.json, and the first log lines."""
+    start, ctx = state.step, rt.ctx
+    info = read_run_info(run_dir)  # before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    _truncate_scalars(run_dir / SCALARS_NAME, start)
+    session = {"start": _now(), "hardware": describe_hardware(rt), "device": str(rt.device),
+               "processes": ctx.world_size,
+               "precision": "bf16" if rt.amp_dtype is not None else "fp32",
+               "start_step": start, "end_step": start, "wall_s": 0.0}
+    info.setdefault("sessions", []).append(session)
+    info["data"] = list(cfg.data.paths)
+    info["validation"] = {"paths": list(cfg.data.val_paths), "noise": list(cfg.data.val_noise),
+                          "samples": sum(len(b["gt"]) for b in val[0]) if val is not None else 0}
+    write_run_info(run_dir, info)
+    n_params = sum(p.numel() for p in state.model.parameters())
+    _log(run_dir, f"{f'resumed at step {start}: training' if resume else 'training'} "
+                  f"{cfg.model.preset}/{cfg.model.variant} ({n_params:,} parameters) to step "
+                  f"{stop} of {cfg.schedule.total_steps} on {session['hardware']}, "
+                  f"{session['precision']}, {ctx.world_size} process(es), global batch "
+                  f"{cfg.optim.batch_size}", echo)
+    _log(run_dir, f"data: {data_summary}", echo)
+    if synth is not None:
+        _log(run_dir, synth.summary(), echo)
+    if val is not None:
+        _log(run_dir, f"validation: {val[1]}", echo)
+
+
+def _diverged_message(what: str, saved: int | None, run_dir: Path) -> str:
+    """The one line of a run stopped by a non-finite step: what, which step, what is kept (the
+    latest checkpoint, written before the bad step) and what to do."""
+    kept = (f"the last good checkpoint (step {saved}) is kept in {run_dir}" if saved is not None
+            else "no checkpoint had been written yet")
+    return (f"{what}; training stopped and {kept}: lower optim.lr_g / optim.lr_dsnet or set "
+            "optim.grad_clip (a new run; model.init_from=DIR starts it from exported weights)")
+
+
+@contextlib.contextmanager
+def _removed_unless_saved(run_dir: Path, enabled: bool) -> Iterator[None]:
+    """On any exception (Ctrl-C included) inside the block, when ``enabled`` and ``run_dir``
+    holds no checkpoint: remove the files a run writes there (config.yaml, run.json, train.log,
+    scalars.csv, tensorboard/), then the folders the block created (``run_dir`` and missing
+    parents) if they are empty. A fresh run starts in a new or empty folder, so these files are
+    its own; a file anyone else put there keeps its folder."""
+    created = [p for p in (run_dir, *run_dir.parents) if not os.path.lexists(p)]
+    try:
+        yield
+    except BaseException:
+        if enabled and not any((run_dir / name).exists()
+                               for name in (CHECKPOINT_NAME, BEST_CHECKPOINT_NAME)):
+            for name in (CONFIG_NAME, RUN_INFO_NAME, LOG_NAME, SCALARS_NAME):
+                with contextlib.suppress(OSError):
+                    (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+            for folder in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
 
 
 def _write_row(run_dir: Path, board: Any, row: Mapping[str, Any]) -> None:
@@ -853,6 +963,7 @@ def _keep_if_best(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time:
     best = info.get("best") or {}
     if isinstance(best.get("val_psnr"), float) and best["val_psnr"] >= state.val_psnr:
         return
+    _require_finite_weights(state.model, state.step)
     save_checkpoint(_checkpoint(state, cfg, wall_time), run_dir / BEST_CHECKPOINT_NAME)
     info["best"] = {"step": state.step, "val_psnr": state.val_psnr}
     write_run_info(run_dir, info)
@@ -863,6 +974,7 @@ def _keep_if_best(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time:
 def _save(run_dir: Path, state: TrainState, cfg: TrainConfig, wall_time: float,
           session_s: float) -> None:
     """The checkpoint of ``state`` and the session's progress in run.json."""
+    _require_finite_weights(state.model, state.step)
     save_checkpoint(_checkpoint(state, cfg, wall_time), run_dir / CHECKPOINT_NAME)
     info = read_run_info(run_dir)
     info["sessions"][-1].update(end_step=state.step, end=_now(), wall_s=session_s)
