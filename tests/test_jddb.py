@@ -102,7 +102,10 @@ def test_presets_and_variants_configs():
         ({"ca": "flow"}, "dpbm, bicubic, none"),
         ({"nf": 12}, "divisible"),
         ({"ra": 1}, "true or false"),
-        ({"extract_blocks": -1}, ">= 0"),
+        ({"extract_blocks": -1}, "in 0..64"),
+        ({"extract_blocks": 100_000_000}, "in 0..64"),      # would build for minutes
+        ({"nf": 10**20}, "in 2..1024"),                      # would overflow in torch
+        ({"ra_extra_offset_layers": 65}, "in 0..64"),
         ({"search_stride": True}, "integer"),
         ({"ra": False, "ra_extra_offset_layers": 2}, "needs ra"),
     ],

@@ -48,6 +48,7 @@ from burstjdd.checks import check_same_shape, check_shape
 from burstjdd.errors import BurstFormatError, ConfigError
 from burstjdd.raw.cfa import LR_GRID, demosaic_bilinear, unpack
 from burstjdd.raw.merge import merge_and_denoise
+from burstjdd.typed import short_repr
 
 from . import demosaicnet, registry
 from .blocks import ACNSeBlock, SimpleBlock
@@ -95,14 +96,18 @@ class ModelConfig:
     residual: bool = False
 
     def __post_init__(self) -> None:
-        for name, minimum in (("nf", 2), ("deformable_groups", 1), ("extract_blocks", 0),
-                              ("dsnet_width", 1), ("ra_extra_offset_layers", 0),
-                              ("search_stride", 1)):
+        # Upper bounds far above any useful network (the paper's: nf 64, 8 groups, 4 blocks,
+        # DSNet 16, 16 extra offset layers) but below what would exhaust memory or time while
+        # the model is built, before any check could run.
+        for name, minimum, maximum in (("nf", 2, 1024), ("deformable_groups", 1, 1024),
+                                       ("extract_blocks", 0, 64), ("dsnet_width", 1, 1024),
+                                       ("ra_extra_offset_layers", 0, 64),
+                                       ("search_stride", 1, 64)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ConfigError(
-                    f"model config: {name} must be an integer >= {minimum}, got {value!r}"
-                )
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or not minimum <= value <= maximum:
+                raise ConfigError(f"model config: {name} must be an integer in "
+                                  f"{minimum}..{maximum}, got {short_repr(value)}")
         for name in ("ra", "use_interp", "refine", "propagate", "residual"):
             value = getattr(self, name)
             if not isinstance(value, bool):
