@@ -73,6 +73,9 @@ def test_cli_analyze_writes_pngs(tmp_path, capsys):
     assert main(["analyze", str(path), "-o", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     assert "true, from flow" in text and "noise (stored)" in text
+    # the restore's global motion per frame, with its confidence, and its search radius
+    assert "global motion (phase correlation), frame 0: (" in text and "confidence" in text
+    assert "restore would search +-48 px around each frame's global shift" in text
     for name in ("shift_histogram.png", "offsets.png"):
         with Image.open(tmp_path / "out" / name) as im:
             assert im.size[0] > 0

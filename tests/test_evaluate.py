@@ -216,6 +216,9 @@ def test_our_model_is_a_method_only_with_weights(tmp_path, monkeypatch):
     # resolve_methods builds our model's Method itself, with the same cache key as model_method
     direct = ev.model_method(tmp_path / "w0", search_radius=8.0, device="cpu")
     assert direct.version == versions[(0, 8.0)].version
+    # without the global pre-alignment: another cache key
+    plain = ev.model_method(tmp_path / "w0", search_radius=8.0, device="cpu", prealign=False)
+    assert plain.version != direct.version
 
 
 def test_still_bursts_are_seeded_and_grouped(stills):

@@ -8,6 +8,8 @@ import torch
 
 from burstjdd.raw.merge import (
     PATCH_ALIGN,
+    HdrPlusParams,
+    align_tiles,
     hdrplus_merge,
     merge_and_denoise,
     raised_cosine,
@@ -62,6 +64,19 @@ def test_shifted_frames_are_aligned_before_they_are_merged():
     still = type(PATCH_ALIGN)(factors=(1,), tiles=(16,), radius=(0,))
     err0 = (hdrplus_merge(noisy, var, 2, still).raw - clean[0])[16:-16, 16:-16]
     assert err.square().mean() < 0.6 * err0.square().mean()
+
+
+@pytest.mark.parametrize("params", [PATCH_ALIGN, HdrPlusParams()])
+def test_frames_aligned_together_match_frames_aligned_one_by_one(params):
+    clean, g = _scene(1, 128, 160)
+    # large and different shifts per frame (the full pyramid reaches them), plus noise
+    frames = torch.stack([torch.roll(clean[0], (3 * t, -5 * t), (0, 1)) for t in range(-2, 3)])
+    gray = frames + 0.02 * torch.randn(frames.shape, generator=g)
+    together = align_tiles(gray[2], gray[[0, 1, 3, 4]], params)  # (4, Ky, Kx, 2)
+    alone = torch.stack([align_tiles(gray[2], gray[t], params) for t in (0, 1, 3, 4)])
+    assert together.shape == alone.shape and torch.equal(together, alone)
+    assert align_tiles(gray[2], gray[[0, 1, 3, 4]].view(2, 2, 128, 160), params).shape == \
+        (2, 2, *together.shape[1:])
 
 
 def test_a_frame_that_differs_from_the_reference_is_rejected():

@@ -47,6 +47,15 @@ Search radius: in full-resolution pixels. Default (paper §3.2: 48 px for 720p, 
 48 px for images whose long side is <= 1280 px, growing linearly with the long side to 128 px
 at 3840 px and capped there, rounded up to a multiple of 8 (one LR pixel).
 
+Global pre-alignment (``prealign``, default on; docs/method.md §7.1): before the coarse
+alignment, each frame's global translation against the reference is estimated by phase
+correlation (:mod:`burstjdd.raw.global_align`), and each frame whose estimate is reliable is
+moved by it (whole packed frames, by multiples of 4 packed pixels, replicate padding), so that
+every tile's search window is centred on its frame's global shift and the radius only has to
+cover what is left. Where an estimate is unreliable the frame is not moved and, unless the
+user gave a radius, the radius widens to reach it (:func:`auto_search_radius`). Not for models
+without coarse alignment (``ca="none"``), and never in training.
+
 Memory: the tiles in flight are bounded by ``max_memory`` bytes (default: 2 GiB on CPU/MPS,
 half the free memory on CUDA) with the estimate of :func:`tile_bytes`. Held besides: the
 padded packed frames and noise maps, their features and the output canvas and weights, about
@@ -83,14 +92,18 @@ from burstjdd.models.classical import build_classical, is_classical
 from burstjdd.models.dsnet import LR_SCALE
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import LR_GRID, from_rggb, pack, to_rggb
+from burstjdd.raw.global_align import GlobalMotion, estimate_global_motion, shift_frames
 from burstjdd.raw.noise import noise_map
 
 __all__ = [
     "DEVICES",
     "PRECISIONS",
+    "AlignmentPlan",
     "RestoreOptions",
     "Restorer",
     "TileGrid",
+    "alignment_plan",
+    "auto_search_radius",
     "auto_tile",
     "autocast_dtype",
     "blend_window",
@@ -110,6 +123,10 @@ MAX_STRENGTH = 2.0  # RestoreOptions.strength lies in 0..MAX_STRENGTH
 # Largest search radius accepted before the burst is seen (full-res px); a burst then limits it
 # to its own larger side.
 MAX_SEARCH_RADIUS = 100_000
+# The automatic radius reaches an unreliable global estimate plus this margin (full-res px)...
+SEARCH_MARGIN = 2 * LR_GRID
+# ... but at most this many times the default radius (the matching cost grows with its square).
+MAX_RADIUS_GROWTH = 2
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -132,7 +149,9 @@ class RestoreOptions:
         or "fp16" (:func:`autocast_dtype`);
     strength: denoising strength in [0, 2]: the noise level the network (and the classical
         denoiser) is told is the burst's times this (1: as measured; below 1 keeps more
-        texture and noise, above 1 smooths more).
+        texture and noise, above 1 smooths more);
+    prealign: global pre-alignment of the frames before the coarse alignment (module
+        docstring), and the automatic radius that follows from it.
     """
 
     tile: int | None = None
@@ -142,6 +161,7 @@ class RestoreOptions:
     max_memory: int | None = None
     precision: str = "auto"
     strength: float = 1.0
+    prealign: bool = True
 
     def __post_init__(self) -> None:
         if self.overlap is None and isinstance(self.tile, int):
@@ -177,6 +197,8 @@ class RestoreOptions:
                 or not 0.0 <= self.strength <= MAX_STRENGTH:
             raise ConfigError(f"strength must be a number in 0..{MAX_STRENGTH:g}, "
                               f"got {self.strength!r}")
+        if not isinstance(self.prealign, bool):
+            raise ConfigError(f"prealign must be True or False, got {self.prealign!r}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -230,6 +252,23 @@ def default_search_radius(height: int, width: int) -> int:
     radius = 48 + 80 * (long_side - 1280) / (3840 - 1280)
     radius = min(max(radius, 48.0), 128.0)
     return LR_GRID * math.ceil(radius / LR_GRID)
+
+
+def auto_search_radius(height: int, width: int, motion: GlobalMotion | None) -> int:
+    """The search radius (full-res px) of a restore without a user radius, for an H × W burst
+    whose global motion is ``motion`` (None: not estimated).
+
+    Pre-aligned frames only keep local motion, which does not grow with the shift, so the
+    radius stays :func:`default_search_radius`. A frame whose estimate is unreliable is not
+    moved: the radius then reaches its estimate plus SEARCH_MARGIN, rounded up to the LR grid,
+    at most MAX_RADIUS_GROWTH times the default.
+    """
+    base = default_search_radius(height, width)
+    unreliable = None if motion is None else ~motion.reliable
+    if unreliable is None or not bool(unreliable.any()):
+        return base
+    reach = int(motion.shifts[unreliable].abs().max()) + SEARCH_MARGIN
+    return min(max(base, LR_GRID * math.ceil(reach / LR_GRID)), MAX_RADIUS_GROWTH * base)
 
 
 def select_frames(n_frames: int, ref: int, max_frames: int) -> tuple[list[int], int]:
@@ -351,6 +390,63 @@ def blend_window(length: int, overlap: int, taper_start: bool, taper_end: bool,
     return w.to(dtype)
 
 
+@dataclass(frozen=True)
+class AlignmentPlan:
+    """What a restore does before its coarse alignment (module docstring, "Global
+    pre-alignment").
+
+    frames: the burst's frames used (:func:`select_frames`), in order; ref: the reference's
+    position in them; motion: their global motion against the reference (None: pre-alignment
+    off, or a model without coarse alignment); shifts: (len(frames), 2) long, the (dy, dx)
+    full-res px each frame is moved by (its reliable estimate, else 0); radius: the coarse
+    alignment's search radius, full-res px.
+    """
+
+    frames: tuple[int, ...]
+    ref: int
+    motion: GlobalMotion | None
+    shifts: Tensor
+    radius: float
+
+
+def _plan(packed: Tensor, indices: Sequence[int], ref: int, size: tuple[int, int],
+          options: RestoreOptions, aligns: bool) -> AlignmentPlan:
+    """The :class:`AlignmentPlan` of packed RGGB frames (N, 4, h, w) of visible size ``size``
+    (H0, W0); aligns: the model has a coarse alignment (else nothing is estimated)."""
+    h0, w0 = size
+    motion = estimate_global_motion(packed, ref) if options.prealign and aligns else None
+    shifts = torch.zeros(packed.shape[0], 2, dtype=torch.long)
+    if motion is not None:
+        shifts = motion.shifts * motion.reliable[:, None]
+    radius = options.search_radius
+    if radius is None:
+        radius = auto_search_radius(h0, w0, motion)
+    elif radius > max(h0, w0):
+        raise ConfigError(f"search radius {radius:g} px is beyond this {w0}x{h0} burst: use "
+                          f"0..{max(h0, w0)} px (default {default_search_radius(h0, w0)})")
+    return AlignmentPlan(tuple(indices), ref, motion, shifts, radius)
+
+
+def alignment_plan(burst: RawBurst, options: RestoreOptions = RestoreOptions(),
+                   ref: int | None = None) -> AlignmentPlan:
+    """The global motion and the search radius that :func:`restore_burst` would use for
+    ``burst`` with ``options`` and a model with coarse alignment (``burstjdd analyze``)."""
+    indices, ref = _frames(burst, ref, options)
+    packed = pack(to_rggb(burst.raw[indices].float(), burst.cfa))
+    return _plan(packed, indices, ref, _visible_size(burst), options, aligns=True)
+
+
+def _frames(burst: RawBurst, ref: int | None, options: RestoreOptions) -> tuple[list[int], int]:
+    """The frames a restore of ``burst`` uses and the reference's position in them; ref:
+    the reference frame index (default ``burst.ref``)."""
+    if not isinstance(burst, RawBurst):
+        raise BurstFormatError(f"expected a RawBurst, got {type(burst).__name__}")
+    ref = burst.ref if ref is None else ref
+    if isinstance(ref, bool) or not isinstance(ref, numbers.Integral):
+        raise BurstFormatError(f"reference index must be an integer, got {ref!r}")
+    return select_frames(burst.n_frames, int(ref), options.max_frames)
+
+
 def _visible_size(burst: RawBurst) -> tuple[int, int]:
     """(H0, W0): meta["size"] (the visible size before padding to even) or the raw size."""
     h, w = burst.height, burst.width
@@ -408,12 +504,7 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     See the module docstring for the tiling, blending, frame and memory rules.
     """
     device = torch.device(device)
-    if not isinstance(burst, RawBurst):
-        raise BurstFormatError(f"expected a RawBurst, got {type(burst).__name__}")
-    ref = burst.ref if ref is None else ref
-    if isinstance(ref, bool) or not isinstance(ref, numbers.Integral):
-        raise BurstFormatError(f"reference index must be an integer, got {ref!r}")
-    indices, ref = select_frames(burst.n_frames, int(ref), options.max_frames)
+    indices, ref = _frames(burst, ref, options)
     h0, w0 = _visible_size(burst)
     level = burst.noise_level()
     n = len(indices)
@@ -424,17 +515,14 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     # (N, H, W) file phase -> RGGB -> packed (N, 4, h, w), padded for the tile grid
     y = pack(to_rggb(burst.raw[indices].to(device=device, dtype=torch.float32), burst.cfa))
     h, w = y.shape[-2:]
+    plan = _plan(y, indices, ref, (h0, w0), options, aligns=model.config.ca != "none")
+    y = shift_frames(y, plan.shifts // 2)  # full-res -> packed px (multiples of 4)
     grid, border = tile_layout(h, w, options)
     y = F.pad(y, (border, grid.width - w - border, border, grid.height - h - border),
               mode="replicate")
     frames = y[None]  # (1, N, 4, Hp, Wp)
     noise = options.strength * noise_map(frames, level.shot, level.read)  # the level told
-    radius = options.search_radius
-    if radius is None:
-        radius = default_search_radius(h0, w0)
-    elif radius > max(h0, w0):
-        raise ConfigError(f"search radius {radius:g} px is beyond this {w0}x{h0} burst: use "
-                          f"0..{max(h0, w0)} px (default {default_search_radius(h0, w0)})")
+    radius = plan.radius
     feats = None if model.config.ca == "none" else _ca_features(model, frames)
 
     size, out_size = grid.size, 2 * grid.size
@@ -477,18 +565,20 @@ class Restorer:
     model: a TwoStageJDDB (moved to ``device`` and put in eval mode, in place);
     device: "auto" (CUDA, else MPS, else CPU) | "cpu" | "cuda" | "mps";
     tile, overlap, search_radius (full-resolution pixels), max_frames, max_memory (bytes),
-    precision, strength (denoising strength 0..2, default 1): see :class:`RestoreOptions`.
+    precision, strength (denoising strength 0..2, default 1), prealign (global pre-alignment,
+    default on): see :class:`RestoreOptions`.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "auto",
                  tile: int | None = None, overlap: int | None = None,
                  search_radius: float | None = None,
                  precision: str = "auto", max_frames: int = 8,
-                 max_memory: int | None = None, strength: float = 1.0) -> None:
+                 max_memory: int | None = None, strength: float = 1.0,
+                 prealign: bool = True) -> None:
         if not isinstance(model, nn.Module) or not hasattr(model, "reconstruct"):
             raise ConfigError(f"Restorer needs a TwoStageJDDB model, got {type(model).__name__}")
         self.options = RestoreOptions(tile, overlap, search_radius, max_frames, max_memory,
-                                      precision, strength)
+                                      precision, strength, prealign)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":  # oneDNN's convolutions are faster on NHWC tensors

@@ -238,7 +238,8 @@ def run_batch(args: argparse.Namespace) -> int:
     noise = parse_noise(args.noise) if args.noise is not None else None
     restorer = Restorer.from_pretrained(args.model, device=rank_device(args.device, ctx),
                                         tile=args.tile, search_radius=args.search_radius,
-                                        strength=args.strength, precision=args.precision)
+                                        strength=args.strength, precision=args.precision,
+                                        prealign=args.prealign)
     prepare_output_folder(out_dir)
     where = f" (rank {ctx.rank} of {ctx.world_size})" if ctx.distributed else ""
     summary = restore_batch(restorer, jobs, out_dir, fmt, space=args.space,

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-radius", type=float_in(0), default=None, metavar="PX",
                         help="our model's coarse-alignment search radius, full-res pixels "
                              "(default: by image size, docs/protocol.md)")
+    parser.add_argument("--no-prealign", dest="prealign", action="store_false",
+                        help="our model without the global pre-alignment before its coarse "
+                             "alignment (docs/method.md §7.1)")
     add_device(parser, what=" (our model)")
     parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
                         help="stills: largest camera shift between neighbouring frames, px >= 0 "
@@ -126,7 +129,7 @@ def _evaluate(args: argparse.Namespace, out: Path, cache_path: Path, new) -> int
     noises = _noise_levels(args.noise or default_noise, ev.parse_list)
     names = None if args.methods is None else ev.parse_list(args.methods, "method")
     methods = ev.resolve_methods(names, model=args.model, search_radius=args.search_radius,
-                                 device=args.device)
+                                 device=args.device, prealign=args.prealign)
     cache = ev.ResultCache(cache_path)
     progress = not args.quiet
     print(f"methods: {', '.join(m.name for m in methods)}")

@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-radius", type=float_in(0, MAX_SEARCH_RADIUS), default=None,
                         metavar="PX",
                         help="coarse-alignment search radius in full-res pixels (default: 48 up "
-                             "to 720p, growing with the image to 128 at 4K)")
+                             "to 720p, growing with the image to 128 at 4K, wider where the "
+                             "global pre-alignment is unsure; docs/method.md §7.1)")
+    parser.add_argument("--no-prealign", dest="prealign", action="store_false",
+                        help="no global pre-alignment: the coarse alignment searches around "
+                             "each tile's own position, not around its frame's global shift")
     parser.add_argument("--tile", type=int, default=None, metavar="PX",
                         help="tile size in full-res pixels, a multiple of 8 (default: the "
                              "largest of 256..512 that the memory budget holds)")
@@ -129,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     restorer = Restorer.from_pretrained(args.model, device=args.device, tile=args.tile,
                                         search_radius=args.search_radius,
-                                        strength=args.strength, precision=args.precision)
+                                        strength=args.strength, precision=args.precision,
+                                        prealign=args.prealign)
     burst, image = restore_one(restorer, args.inputs, args.output, space=args.space,
                                ref=args.ref, noise=noise, progress=not args.quiet)
     seconds = time.perf_counter() - start

@@ -9,6 +9,10 @@ of a simulated burst's ``flow``), and the neighbouring-frame shift is offset[t+1
 offset[t, k] (the paper supplement's Fig. 2 histogram is of its magnitude). The frames are
 reflection-padded by the search radius, so that blocks near the border whose match partly left
 the frame still find it.
+
+Besides, the restore's own plan (:func:`burstjdd.restore.alignment_plan`, docs/method.md §7.1):
+each frame's global translation by phase correlation with its confidence, and the search radius
+that ``burstjdd restore`` would pick with its defaults.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import pack, to_rggb
 from burstjdd.raw.noise import NoiseLevel
 from burstjdd.raw.writers import render_srgb
+from burstjdd.restore import AlignmentPlan, alignment_plan
 
 MAX_RADIUS_PX = 256  # cap of the automatic search radius (cost grows with its square)
 MIN_DRAW_SIDE = 512  # offsets.png: smaller renders are enlarged to this longer side
@@ -57,7 +62,8 @@ class BurstAnalysis:
     into frame t (ref: 0); global_shift (N, 2) per-frame median of the offsets; neighbour
     (N−1, K, 2) offset[t+1] − offset[t]; stats of |neighbour|; true_neighbour / true_stats the
     same from a simulated burst's flow (block means), else None; noise and its source ("stored"
-    | "estimated")."""
+    | "estimated"); plan: the restore's global pre-alignment and search radius with its default
+    options."""
 
     ref: int
     origins: Tensor
@@ -72,6 +78,7 @@ class BurstAnalysis:
     true_stats: ShiftStats | None
     noise: NoiseLevel
     noise_source: str
+    plan: AlignmentPlan
 
 
 def default_radius(height: int, width: int, block: int, grid: int) -> int:
@@ -141,7 +148,8 @@ def analyze_burst(burst: RawBurst, *, block: int = 64, factor: int = 2,
         stats=ShiftStats.of(neighbour.norm(dim=-1)),
         true_neighbour=true_neighbour,
         true_stats=true_stats, noise=burst.noise_level(),
-        noise_source="stored" if burst.noise is not None else "estimated")
+        noise_source="stored" if burst.noise is not None else "estimated",
+        plan=alignment_plan(burst))
 
 
 def _cfa_flips(cfa: str) -> list[int]:
@@ -254,5 +262,22 @@ def summary(analysis: BurstAnalysis) -> list[str]:
                      f"{1.5 * a.grid:g} px")
     glob = ", ".join(f"({dy:+.0f}, {dx:+.0f})" for dy, dx in a.global_shift.tolist())
     lines += [f"global shift per frame vs reference (dy, dx px): {glob}",
+              *plan_summary(a.plan),
               f"noise ({a.noise_source}): shot {a.noise.shot:.4g}, read {a.noise.read:.4g}"]
+    return lines
+
+
+def plan_summary(plan: AlignmentPlan) -> list[str]:
+    """Printable lines of the restore's global motion per frame and its search radius."""
+    lines = []
+    if plan.motion is not None:
+        for t, (dy, dx), conf, ok in zip(plan.frames, plan.motion.shifts.tolist(),
+                                         plan.motion.confidence.tolist(),
+                                         plan.motion.reliable.tolist()):
+            what = "reference" if t == plan.frames[plan.ref] else \
+                f"confidence {conf:.2f}" + ("" if ok else ", unreliable: not pre-aligned")
+            lines.append(f"global motion (phase correlation), frame {t}: ({dy:+d}, {dx:+d}) px, "
+                         f"{what}")
+    lines.append(f"restore would search +-{plan.radius:g} px around each frame's "
+                 + ("global shift" if plan.motion is not None else "position"))
     return lines

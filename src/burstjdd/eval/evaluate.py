@@ -128,24 +128,27 @@ def baseline_method(name: str) -> Method:
 
 
 def model_method(weights: str | os.PathLike, *, search_radius: float | None = None,
-                 device: str = "auto", name: str | None = None) -> Method:
+                 device: str = "auto", name: str | None = None, prealign: bool = True) -> Method:
     """Our model as a method of ``burstjdd evaluate``: weights directory or shipped name →
     ``Method(name, fn(burst) -> (3, H, W) linear camera RGB, version)``, run by a
     :class:`~burstjdd.restore.Restorer`.
 
     version = (weights sha256, digest of the classical pipeline's source, search radius in
-    full-res px): other weights, an edited merge/denoiser/demosaicker (which every model with a
-    classical base runs) or another radius are another cache key. WeightsError when the weights
-    cannot be loaded.
+    full-res px, digest of the global pre-alignment's source or "noprealign"): other weights,
+    an edited merge/denoiser/demosaicker (which every model with a classical base runs),
+    another radius or pre-alignment are another cache key. prealign: the restore's global
+    pre-alignment (docs/method.md §7.1). WeightsError when the weights cannot be loaded.
     """
+    options = {"device": device, "search_radius": search_radius, "prealign": prealign}
     if is_classical(weights):
-        restorer = Restorer.from_pretrained(CLASSICAL, device=device, search_radius=search_radius)
+        restorer = Restorer.from_pretrained(CLASSICAL, **options)
         weights_id, name = f"{CLASSICAL}:{demosaicnet.WEIGHTS_SHA256}", name or CLASSICAL
     else:
         path = hub.resolve_weights(weights)
-        restorer = Restorer.from_pretrained(path, device=device, search_radius=search_radius)
+        restorer = Restorer.from_pretrained(path, **options)
         weights_id = f"model:{hub.weights_digest(path)}"
-    version = f"{weights_id}:{_pipeline_digest()}:{search_radius}"
+    align = source_digest("burstjdd.raw.global_align") if prealign else "noprealign"
+    version = f"{weights_id}:{_pipeline_digest()}:{search_radius}:{align}"
     return Method(name or OURS, lambda burst: restorer.restore(burst, progress=False), version)
 
 
@@ -158,7 +161,7 @@ def _pipeline_digest() -> str:
 
 def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = None,
                     search_radius: float | None = None, device: str = "auto",
-                    note: Callable[[str], None] = print) -> list[Method]:
+                    note: Callable[[str], None] = print, prealign: bool = True) -> list[Method]:
     """The methods to run, in order.
 
     names: baseline names (None/empty: every available baseline, plus our model when weights
@@ -167,7 +170,7 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
     BaselineUnavailableError. model: weights directory or shipped name; without it the default
     shipped weights are used if there are any, else our model is skipped with a ``note``
     (an error when ``ours`` was named explicitly). search_radius (full-res px, None: by image
-    size) and device: how our model runs (:func:`model_method`).
+    size), device and prealign: how our model runs (:func:`model_method`).
     """
     valid = [*BASELINES, OURS]
     names = list(names or [])
@@ -186,7 +189,8 @@ def resolve_methods(names: Sequence[str] | None = None, *, model: str | None = N
         if weights is None:
             weights = hub.default_weights("cuda" if torch.cuda.is_available() else "cpu")
         if weights is not None:
-            methods.append(model_method(weights, search_radius=search_radius, device=device))
+            methods.append(model_method(weights, search_radius=search_radius, device=device,
+                                        prealign=prealign))
         elif OURS in names:
             raise WeightsError(f"method {OURS!r} needs --model DIR: no weights are shipped")
         else:

@@ -99,52 +99,67 @@ def _gather(img: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return img.flatten(-2)[:, index]
 
 
+def _gather_batch(img: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Tiles of a batch of images, each with its own coordinates, clamped to the image (edge
+    replicate): img (B, h, w); rows, cols (B, Ky, Kx, S) long -> (B, Ky, Kx, S, S)."""
+    b, h, w = img.shape
+    index = rows.clamp(0, h - 1)[..., :, None] * w + cols.clamp(0, w - 1)[..., None, :]
+    return img.reshape(b, h * w).gather(1, index.reshape(b, -1)).view(index.shape)
+
+
 def _costs(
     ref: Tensor, alt: Tensor, oy: Tensor, ox: Tensor, guess: Tensor, tile: int, radius: int, p: int
 ) -> Tensor:
-    """Tile matching costs for displacements guess + (dy, dx), |dy|, |dx| <= radius.
+    """Tile matching costs for displacements guess + (dy, dx), |dy|, |dx| <= radius, of B
+    pairs of images at once.
 
-    ref, alt (h, w); tiles (tile x tile) at origins oy (Ky,), ox (Kx,); guess (Ky, Kx, 2) long.
-    Returns (Ky, Kx, n, n), n = 2 radius + 1: the mean of |ref - alt(. + displacement)|^p
-    (p = 1: L1, p = 2: L2) over the tile pixels inside both images, +inf where that is fewer
-    than half of the tile's pixels inside ``ref`` (so a tile may slide partly out of the other
-    frame, which large shifts at coarse levels need, but is not matched on replicated edges).
+    ref, alt (B, h, w); tiles (tile x tile) at origins oy (Ky,), ox (Kx,); guess (B, Ky, Kx, 2)
+    long. Returns (B, Ky, Kx, n, n), n = 2 radius + 1: the mean of |ref - alt(. +
+    displacement)|^p (p = 1: L1, p = 2: L2) over the tile pixels inside both images, +inf
+    where that is fewer than half of the tile's pixels inside ``ref`` (so a tile may slide
+    partly out of the other frame, which large shifts at coarse levels need, but is not matched
+    on replicated edges).
     """
-    h, w = ref.shape[-2:]
+    b, h, w = ref.shape
     n = 2 * radius + 1
     ky, kx = len(oy), len(ox)
     ry, rx = _span(oy, tile), _span(ox, tile)  # (Ky, T), (Kx, T)
-    ref_tiles = _gather(ref[None], ry[:, None].expand(ky, kx, tile), rx.expand(ky, kx, tile))[0]
-    ay = _span(oy - radius, tile + n - 1)[:, None] + guess[..., 0, None]  # (Ky, Kx, T + n - 1)
+    ref_tiles = _gather_batch(ref, ry[None, :, None].expand(b, ky, kx, tile),
+                              rx[None, None].expand(b, ky, kx, tile))  # (B, Ky, Kx, T, T)
+    ay = _span(oy - radius, tile + n - 1)[:, None] + guess[..., 0, None]  # (B, Ky, Kx, T+n-1)
     ax = _span(ox - radius, tile + n - 1)[None] + guess[..., 1, None]
-    alt_tiles = _gather(alt[None], ay, ax)[0]  # (Ky, Kx, T + n - 1, T + n - 1)
+    alt_tiles = _gather_batch(alt, ay, ax)  # (B, Ky, Kx, T + n - 1, T + n - 1)
     ref_rows, ref_cols = (ry >= 0) & (ry < h), (rx >= 0) & (rx < w)  # (Ky, T), (Kx, T)
     alt_rows, alt_cols = (ay >= 0) & (ay < h), (ax >= 0) & (ax < w)
-    col_mask = (ref_cols[None, :, None] & alt_cols.unfold(-1, tile, 1)).to(ref)  # (Ky, Kx, n, T)
+    col_mask = (ref_cols[:, None] & alt_cols.unfold(-1, tile, 1)).to(ref)  # (B, Ky, Kx, n, T)
+    col_count = col_mask.sum(-1)  # (B, Ky, Kx, n)
+    # One buffer for every row offset: differences of all tiles and column offsets, written in
+    # place (a new tensor per offset costs more in page faults than the arithmetic).
+    diff = torch.empty(b, ky, kx, tile, n, tile, dtype=ref.dtype, device=ref.device)
     costs, counts = [], []
-    for dy in range(n):  # vectorised over tiles and horizontal offsets
-        row_mask = (ref_rows[:, None] & alt_rows[:, :, dy : dy + tile]).to(ref)  # (Ky, Kx, T)
-        band = alt_tiles[:, :, dy : dy + tile].unfold(-1, tile, 1)  # (Ky, Kx, T, n, T)
-        diff = (band - ref_tiles[:, :, :, None, :]).abs()
-        diff = diff if p == 1 else diff.square()
-        count = row_mask.sum(-1, keepdim=True) * col_mask.sum(-1)  # (Ky, Kx, n)
-        per_col = (row_mask[:, :, None] @ diff.flatten(-2)).view(ky, kx, n, tile)  # sum over u
-        total = (per_col * col_mask).sum(-1)  # (Ky, Kx, n)
+    for dy in range(n):  # vectorised over pairs, tiles and horizontal offsets
+        row_mask = (ref_rows[:, None] & alt_rows[..., dy : dy + tile]).to(ref)  # (B, Ky, Kx, T)
+        band = alt_tiles[..., dy : dy + tile, :].unfold(-1, tile, 1)  # (B, Ky, Kx, T, n, T)
+        torch.sub(band, ref_tiles[..., None, :], out=diff)
+        diff.abs_() if p == 1 else diff.square_()
+        count = row_mask.sum(-1, keepdim=True) * col_count  # (B, Ky, Kx, n)
+        per_col = (row_mask[..., None, :] @ diff.view(b, ky, kx, tile, n * tile))  # sum over u
+        total = (per_col.view(b, ky, kx, n, tile) * col_mask).sum(-1)  # (B, Ky, Kx, n)
         costs.append(total / count.clamp_min(1.0))
         counts.append(count)
-    cost, count = torch.stack(costs, 2), torch.stack(counts, 2)  # (Ky, Kx, n, n)
+    cost, count = torch.stack(costs, -2), torch.stack(counts, -2)  # (B, Ky, Kx, n, n)
     inside = ref_rows.sum(-1)[:, None] * ref_cols.sum(-1)[None, :]  # (Ky, Kx)
     return cost.masked_fill(2 * count < inside[..., None, None], math.inf)
 
 
 def _pyramid(gray: Tensor, params: HdrPlusParams) -> list[Tensor]:
-    """Box-filtered pyramid of a gray image (h, w), finest first, stopping before a level
+    """Box-filtered pyramid of gray images (B, h, w), finest first, stopping before a level
     that is smaller than its tile."""
     levels = [gray]
     for factor, tile in zip(params.factors[1:], params.tiles[1:]):
         if min(levels[-1].shape[-2:]) // factor < tile:
             break
-        levels.append(F.avg_pool2d(levels[-1][None], factor)[0])
+        levels.append(F.avg_pool2d(levels[-1], factor))
     return levels
 
 
@@ -153,24 +168,24 @@ def _search(
 ) -> Tensor:
     """Block matching at one level: per tile, the displacement guess + d, |d| <= radius per
     axis, of least :func:`_costs`; ties go to the smallest |d|, and a tile with no valid
-    displacement keeps its guess. guess (Ky, Kx, 2) long -> (Ky, Kx, 2) long."""
+    displacement keeps its guess. guess (B, Ky, Kx, 2) long -> (B, Ky, Kx, 2) long."""
     n = 2 * radius + 1
     d = torch.arange(n, device=ref.device) - radius
     offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).flatten(0, 1)  # (n * n, 2)
     order = offsets.square().sum(-1).argsort(stable=True)  # smallest |d| first (argmin: first)
-    cost = _costs(ref, alt, oy, ox, guess, tile, radius, p).flatten(2)[..., order]
-    best = cost.argmin(-1)  # (Ky, Kx); all +inf -> index 0 = d = (0, 0)
+    cost = _costs(ref, alt, oy, ox, guess, tile, radius, p).flatten(-2)[..., order]
+    best = cost.argmin(-1)  # (B, Ky, Kx); all +inf -> index 0 = d = (0, 0)
     return guess + offsets[order][best]
 
 
 def _upsampled_candidates(
     coarse: Tensor, oy: Tensor, ox: Tensor, tile: int, coarse_tile: int, factor: int
 ) -> Tensor:
-    """Initial guesses of each tile from the coarser level: (M, Ky, Kx, 2) long, the scaled
+    """Initial guesses of each tile from the coarser level: (M, B, Ky, Kx, 2) long, the scaled
     displacements of the nearest coarse tile and of its 8 neighbours (HDR+ uses the nearest
     three); the extra candidates let a tile escape an error of its own coarse tile.
 
-    coarse (Jy, Jx, 2) coarser displacements; tile centres are k * tile/2 here and
+    coarse (B, Jy, Jx, 2) coarser displacements; tile centres are k * tile/2 here and
     j * coarse_tile/2 there, in the coarser level's pixels times ``factor``.
     """
     scale = factor * (coarse_tile // 2)
@@ -179,41 +194,48 @@ def _upsampled_candidates(
     out = []
     for sy in (0, -1, 1):
         for sx in (0, -1, 1):
-            iy = (jy + sy).clamp(0, coarse.shape[0] - 1)
-            ix = (jx + sx).clamp(0, coarse.shape[1] - 1)
-            out.append(coarse[iy[:, None], ix[None, :]] * factor)
+            iy = (jy + sy).clamp(0, coarse.shape[1] - 1)
+            ix = (jx + sx).clamp(0, coarse.shape[2] - 1)
+            out.append(coarse[:, iy[:, None], ix[None, :]] * factor)
     return torch.stack(out)
 
 
 def _best_candidate(
     ref: Tensor, alt: Tensor, oy: Tensor, ox: Tensor, candidates: Tensor, tile: int, p: int
 ) -> Tensor:
-    """The candidate displacement (M, Ky, Kx, 2) of least :func:`_costs` -> (Ky, Kx, 2);
-    ties (and all invalid) go to the first, the nearest coarse tile's."""
-    costs = torch.stack([_costs(ref, alt, oy, ox, c, tile, 0, p)[..., 0, 0] for c in candidates])
-    best = costs.argmin(0)  # (Ky, Kx)
-    return candidates.gather(0, best[None, :, :, None].expand(1, *best.shape, 2))[0]
+    """The candidate displacement (M, B, Ky, Kx, 2) of least :func:`_costs` -> (B, Ky, Kx, 2);
+    ties (and all invalid) go to the first, the nearest coarse tile's. The M candidates are
+    scored as one batch of M·B pairs."""
+    m, b = candidates.shape[:2]
+    repeat = lambda x: x.expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # noqa: E731
+    costs = _costs(repeat(ref), repeat(alt), oy, ox, candidates.flatten(0, 1), tile, 0, p)
+    best = costs.view(m, b, *costs.shape[1:3]).argmin(0)  # (B, Ky, Kx)
+    return candidates.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]
 
 
 def align_tiles(ref: Tensor, alt: Tensor, params: HdrPlusParams = HdrPlusParams()) -> Tensor:
     """Coarse-to-fine tile alignment of ``alt`` to ``ref`` (HDR+ Sec. 4).
 
-    ref, alt (h, w) gray images (2x2 means of the Bayer mosaics). On a pyramid (see
-    :class:`HdrPlusParams`), each level takes the best of the upsampled displacements of the
-    nine nearest coarser tiles and searches ±radius around it, with an L2 cost on the coarse
-    levels and L1 on the finest (:func:`_costs`). Returns (Ky, Kx, 2) long displacements
-    (dy, dx) in gray pixels of the finest tiles (origins ``_tile_origins(h, tiles[0])``):
-    ref[y, x] ~ alt[y + dy, x + dx] within a tile.
+    ref (h, w) gray image (2x2 means of the Bayer mosaic), alt (..., h, w) gray images of the
+    frames to align to it, all at once. On a pyramid (see :class:`HdrPlusParams`), each level
+    takes the best of the upsampled displacements of the nine nearest coarser tiles and
+    searches ±radius around it, with an L2 cost on the coarse levels and L1 on the finest
+    (:func:`_costs`). Returns (..., Ky, Kx, 2) long displacements (dy, dx) in gray pixels of the
+    finest tiles (origins ``_tile_origins(h, tiles[0])``): ref[y, x] ~ alt[y + dy, x + dx]
+    within a tile.
     """
-    ref_pyr, alt_pyr = _pyramid(ref, params), _pyramid(alt, params)
+    lead, (h, w) = alt.shape[:-2], alt.shape[-2:]
+    alt = alt.reshape(-1, h, w)
+    ref_pyr, alt_pyr = _pyramid(ref.expand_as(alt), params), _pyramid(alt, params)
     disp: Tensor | None = None
     for level in reversed(range(len(ref_pyr))):
-        tile, (h, w) = params.tiles[level], ref_pyr[level].shape[-2:]
-        oy = _tile_origins(h, tile, ref.device)
-        ox = _tile_origins(w, tile, ref.device)
+        tile, (lh, lw) = params.tiles[level], ref_pyr[level].shape[-2:]
+        oy = _tile_origins(lh, tile, ref.device)
+        ox = _tile_origins(lw, tile, ref.device)
         p = 1 if level == 0 else 2
         if disp is None:
-            guess = torch.zeros(len(oy), len(ox), 2, dtype=torch.long, device=ref.device)
+            guess = torch.zeros(alt.shape[0], len(oy), len(ox), 2, dtype=torch.long,
+                                device=ref.device)
         else:
             candidates = _upsampled_candidates(
                 disp, oy, ox, tile, params.tiles[level + 1], params.factors[level + 1]
@@ -221,7 +243,7 @@ def align_tiles(ref: Tensor, alt: Tensor, params: HdrPlusParams = HdrPlusParams(
             guess = _best_candidate(ref_pyr[level], alt_pyr[level], oy, ox, candidates, tile, p)
         disp = _search(ref_pyr[level], alt_pyr[level], oy, ox, guess, tile, params.radius[level], p)
     assert disp is not None
-    return disp
+    return disp.view(*lead, *disp.shape[1:])
 
 
 @dataclass(frozen=True, eq=False)
@@ -281,10 +303,9 @@ def hdrplus_merge(
     total = spectrum0.clone()
     sum_a = torch.zeros_like(ref_tiles)
     sum_keep2 = torch.zeros_like(ref_tiles)
-    for t in range(n_frames):
-        if t == ref:
-            continue
-        disp = align_tiles(gray[ref], gray[t], params)  # (Ky, Kx, 2)
+    others = [t for t in range(n_frames) if t != ref]
+    displacements = align_tiles(gray[ref], gray[others], params) if others else []  # (N-1,Ky,Kx,2)
+    for t, disp in zip(others, displacements):
         spectrum = torch.fft.fft2(tiles_of(planes[t], disp) * window, norm="ortho")
         diff = spectrum0 - spectrum
         power = diff.abs().square()

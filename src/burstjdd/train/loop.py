@@ -40,7 +40,6 @@ import csv
 import dataclasses
 import math
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -56,6 +55,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm import tqdm
 
 from burstjdd.errors import BurstJDDError, ConfigError, DataError
+from burstjdd.hardware import describe_cpu, native_bf16
 from burstjdd.eval.metrics import protocol_srgb, psnr
 from burstjdd.models.dsnet import bilinear_guide
 from burstjdd.models.hub import load_pretrained
@@ -172,12 +172,14 @@ class RunResult:
 
 def resolve_runtime(cfg: TrainConfig, ctx: DistContext = DistContext()) -> Runtime:
     """Device of this process (:func:`~burstjdd.train.distributed.training_device`) and precision:
-    ``run.precision`` "auto" is bf16 autocast on a GPU that supports it, fp32 elsewhere; "bf16"
-    forces autocast (CPU too); "fp32" never."""
+    ``run.precision`` "auto" is bf16 autocast on a GPU that supports it and on a CPU that
+    computes bf16 natively (:func:`~burstjdd.hardware.native_bf16`), fp32 elsewhere; "bf16"
+    forces autocast (any CPU); "fp32" never."""
     device = training_device(cfg.run.device, ctx)
     precision = cfg.run.precision
     if precision == "auto":
-        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        bf16_ok = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                   else device.type == "cpu" and native_bf16())
         precision = "bf16" if bf16_ok else "fp32"
     return Runtime(device, torch.bfloat16 if precision == "bf16" else None, ctx)
 
@@ -517,20 +519,10 @@ def _now() -> str:
 
 
 def describe_hardware(rt: Runtime) -> str:
-    """'W x <GPU name>' or '<CPU model> (torch on T of N threads)' of this run, for the model
-    card: T is what torch computes with (``OMP_NUM_THREADS``, ``torch.set_num_threads``), N what
-    the machine has."""
-    if rt.device.type == "cuda":
-        name = torch.cuda.get_device_name(rt.device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                name = next((line.split(":", 1)[1].strip() for line in f
-                             if line.startswith("model name")), name)
-        except OSError:
-            pass
-        name = f"{name} (torch on {torch.get_num_threads()} of {os.cpu_count()} threads)"
+    """'W x <GPU name>' or '<CPU model> (<ISA>; torch on T of N threads)' of this run, for the
+    model card (:func:`~burstjdd.hardware.describe_cpu`): T is what torch computes with
+    (``OMP_NUM_THREADS``, ``torch.set_num_threads``), N what the machine has."""
+    name = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else describe_cpu()
     return f"{rt.ctx.world_size} x {name}" if rt.ctx.world_size > 1 else name
 
 
