@@ -136,7 +136,7 @@ def test_extra_or_missing_tensor_or_wrong_shape(saved):
     (lambda c: c["model"].update(nf="8"), r"model\.nf: bad type str"),
     (lambda c: c["model"].update(nf=8.0), r"model\.nf: bad type float"),
     (lambda c: c["model"].update(ra=1), r"model\.ra: bad type int"),
-    (lambda c: c["model"].update(nf=-2), "nf must be an integer >= 2"),
+    (lambda c: c["model"].update(nf=-2), "nf must be an integer in 2..1024"),
     (lambda c: c.update(format="other"), "format is 'other'"),
     (lambda c: c.update(format_version=2), "unsupported format_version 2"),
     (lambda c: c.pop("model"), "missing key 'model'"),

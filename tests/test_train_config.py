@@ -117,7 +117,7 @@ def test_wrong_types_name_the_key_and_the_type(text: str, key: str, expected: st
 def test_float_fields_accept_exponent_strings() -> None:
     # PyYAML reads 1e-4 (no dot) as a string
     assert from_yaml("optim:\n  lr_g: 1e-4\n").optim.lr_g == 1e-4
-    assert from_yaml("optim:\n  lr_g: 3\n").optim.lr_g == 3.0
+    assert from_yaml("optim:\n  lr_g: 1\n").optim.lr_g == 1.0  # an integer is a float too
 
 
 def test_out_of_range_values_are_errors() -> None:
@@ -125,7 +125,12 @@ def test_out_of_range_values_are_errors() -> None:
                       ("data:\n  crop: 100\n", "data.crop"),
                       ("schedule:\n  restart_periods: [0.5, 0.25]\n", "sum to 1"),
                       ("run:\n  device: gpu\n", "run.device"),
-                      ("loss:\n  eta: -1\n", "loss.eta")]:
+                      ("loss:\n  eta: -1\n", "loss.eta"),
+                      # Adam's rates are float32: 1e38 and beyond overflow inside torch
+                      ("optim:\n  lr_g: 1.0e+38\n", "optim.lr_g must be in (0, 1]"),
+                      ("optim:\n  lr_dsnet: 1.5\n", "optim.lr_dsnet must be in (0, 1]"),
+                      ("optim:\n  weight_decay: 1.0e+308\n",
+                       "optim.weight_decay must be in [0, 1]")]:
         with pytest.raises(ConfigError) as exc:
             from_yaml(text)
         assert key in _message(exc)

@@ -372,7 +372,19 @@ def test_hardware_names_the_threads_torch_computes_with():
         text = describe_hardware(Runtime(torch.device("cpu"), None))
     finally:
         torch.set_num_threads(threads)
-    assert "(torch on 1 of " in text and text.endswith(" threads)")
+    assert "; torch on 1 of " in text and text.endswith(" threads)")
+
+
+def test_hardware_names_the_cpu_model_and_its_isa(monkeypatch):
+    import burstjdd.hardware as hardware
+
+    info = ("AMD EPYC 9R14", frozenset({"avx2", "avx512f", "avx512_bf16", "fma"}))
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: info)
+    assert hardware.native_bf16()
+    text = hardware.describe_cpu(threads=2)
+    assert text.startswith("AMD EPYC 9R14 (AVX2 AVX512 AVX512-BF16; torch on 2 of ")
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("Intel Core i7", frozenset({"avx2"})))
+    assert not hardware.native_bf16() and "(AVX2; " in hardware.describe_cpu(threads=1)
 
 
 # ------------------------------------------------------------------------------- guards

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from burstjdd.eval.baselines import bilinear, hdrplus_dmn, temporal_mean
     from burstjdd.errors import ConfigError
     from burstjdd.eval.metrics import protocol_srgb, psnr
+    from burstjdd.eval.outputs import NewPaths
     from burstjdd.models.classical import ClassicalJDDB
     from burstjdd.raw.files import check_replaceable, special_file
     from burstjdd.raw.writers import write_image, write_png
@@ -144,24 +145,28 @@ def run(args: argparse.Namespace) -> int:
         print("note: no learned weights are used; the restored panel is the classical pipeline "
               "(--model NAME|DIR for trained weights)")
     burst = demo_burst(args.photo, args.size, args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    restored = restorer.restore(burst, progress=not args.quiet)
-    seconds = time.perf_counter() - start
+    new = NewPaths()  # a failure (a full disk) removes the folders and files this run made
+    new.note_folder(out)
+    new.note(out / "demo.png", out / restored_name)
+    with new.removed_on_failure():
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        restored = restorer.restore(burst, progress=not args.quiet)
+        seconds = time.perf_counter() - start
 
-    images = {
-        "noisy reference (bilinear)": bilinear(burst),
-        "unaligned mean": temporal_mean(burst),
-        BEST_CLASSICAL: hdrplus_dmn(burst),
-        method: restored,
-        "ground truth": burst.gt,
-    }
-    srgb = {name: protocol_srgb(x, burst.wb, burst.ccm) for name, x in images.items()}
-    gt = srgb["ground truth"]
-    scores = {name: psnr(x, gt) for name, x in srgb.items() if name != "ground truth"}
-    labels = [f"{name}\n{scores[name]:.2f} dB" if name in scores else name for name in srgb]
-    write_png(side_by_side(list(srgb.values()), labels), out / "demo.png")
-    write_image(restored, out / restored_name, burst=burst)
+        images = {
+            "noisy reference (bilinear)": bilinear(burst),
+            "unaligned mean": temporal_mean(burst),
+            BEST_CLASSICAL: hdrplus_dmn(burst),
+            method: restored,
+            "ground truth": burst.gt,
+        }
+        srgb = {name: protocol_srgb(x, burst.wb, burst.ccm) for name, x in images.items()}
+        gt = srgb["ground truth"]
+        scores = {name: psnr(x, gt) for name, x in srgb.items() if name != "ground truth"}
+        labels = [f"{name}\n{scores[name]:.2f} dB" if name in scores else name for name in srgb]
+        write_png(side_by_side(list(srgb.values()), labels), out / "demo.png")
+        write_image(restored, out / restored_name, burst=burst)
 
     print(f"{args.photo}, {args.size}x{args.size}, {burst.n_frames} frames, up to "
           f"{MAX_SHIFT:g} px motion between frames, high noise; {method} took {seconds:.1f} s "

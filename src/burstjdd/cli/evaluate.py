@@ -15,6 +15,7 @@ from burstjdd.cli._args import (
     int_in,
     weights_arg,
 )
+from burstjdd.cli.simulate import MAX_SHIFT
 
 NAME = "evaluate"
 # burstjdd.eval.baselines.BASELINES, named here so that --help stays fast (no torch import);
@@ -49,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="our model without the global pre-alignment before its coarse "
                              "alignment (docs/method.md §7.1)")
     add_device(parser, what=" (our model)")
-    parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
-                        help="stills: largest camera shift between neighbouring frames, px >= 0 "
-                             "(default 64)")
+    parser.add_argument("--max-shift", type=float_in(0, MAX_SHIFT), default=64.0, metavar="PX",
+                        help=f"stills: largest camera shift between neighbouring frames, px "
+                             f"0..{MAX_SHIFT:g} (default 64)")
     parser.add_argument("--max-bursts", type=int_in(1), default=None, metavar="N",
                         help="at most N bursts per clip (per image group; with --stress, N "
                              "images), evenly spread over it, to keep runs short (default all)")
@@ -59,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="large-shift stress curve: PSNR vs constant global shift between "
                              "neighbouring frames on stills (implies --layout stills)")
     parser.add_argument("--shifts", default=None, metavar="PX,PX,...",
-                        help="shifts of the stress curve (implies --stress; default "
-                             "0,16,32,64,96,128)")
+                        help=f"shifts of the stress curve, px 0..{MAX_SHIFT:g} (implies "
+                             "--stress; default 0,16,32,64,96,128)")
     add_seed(parser, "seed of the synthetic bursts of stills")
     parser.add_argument("-o", "--output", default="eval_results", metavar="DIR",
                         help="output folder (created as needed; its files are replaced): "

@@ -11,6 +11,7 @@ NAME = "simulate"
 HELP = "simulate noisy raw bursts with known motion from photos or clips"
 MAX_FRAMES = 64  # burstjdd.synth.burst.MAX_FRAMES (not imported: --help stays free of torch)
 MAX_OBJECTS = 16  # burstjdd.synth.burst.MAX_OBJECTS
+MAX_SHIFT = 4096.0  # burstjdd.synth.burst.MAX_SHIFT
 
 
 def _crop(text: str) -> tuple[int, int]:
@@ -38,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", default="high", metavar="LEVEL",
                         help="low, high (the levels of docs/protocol.md) or SHOT:READ (default "
                              "high)")
-    parser.add_argument("--max-shift", type=float_in(0), default=64.0, metavar="PX",
+    parser.add_argument("--max-shift", type=float_in(0, MAX_SHIFT), default=64.0, metavar="PX",
                         help="stills: largest camera shift between neighbouring frames, full-res "
-                             "pixels >= 0 (default 64)")
+                             f"pixels 0..{MAX_SHIFT:g} (default 64)")
     parser.add_argument("--objects", type=int_in(0, MAX_OBJECTS), default=2, metavar="K",
                         help=f"independently moving objects per burst, 0..{MAX_OBJECTS} "
                              "(default 2)")

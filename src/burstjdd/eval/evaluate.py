@@ -54,7 +54,7 @@ from burstjdd.raw.files import require_regular_file
 from burstjdd.raw.noise import NoiseLevel, add_noise, parse_noise
 from burstjdd.raw.unprocess import test_isp_params, unprocess
 from burstjdd.restore import Restorer
-from burstjdd.synth.burst import make_test_burst, simulate_burst
+from burstjdd.synth.burst import MAX_SHIFT, make_test_burst, simulate_burst
 from burstjdd.synth.motion import BICUBIC_SUPPORT_PX, apply_motion, constant_motion
 from burstjdd.synth.sources import ClipFolderSource, ImageFile, ImageFolderSource, derive_seed
 
@@ -348,8 +348,9 @@ def shifted_bursts(root: str | os.PathLike, shifts: Sequence[float],
     source, _ = _stills(root)
     name, level = _noise_name(noise)
     shifts = [float(s) for s in shifts]
-    if any(s < 0 for s in shifts):
-        raise ConfigError(f"shifts must be >= 0, got {shifts}")
+    if not shifts or not all(0 <= s <= MAX_SHIFT for s in shifts):
+        raise ConfigError(f"shifts must be numbers of pixels in 0..{MAX_SHIFT:g}, got "
+                          f"{', '.join(f'{s:g}' for s in shifts) or 'none'}")
     specs = []
     for i in _spread(range(len(source)), max_images):
         path, (h, w) = source.paths[i], source.sizes[i]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from burstjdd.errors import ConfigError
-from burstjdd.raw.files import atomic_output
+from burstjdd.raw.files import atomic_output, special_file
 
 __all__ = ["NewPaths", "require_folder", "write_all"]
 
@@ -37,7 +37,8 @@ def require_folder(path: str | os.PathLike, flag: str = "-o") -> Path:
     file, a broken link), before a command computes anything it could not write."""
     path = Path(path)
     if os.path.lexists(path) and not path.is_dir():
-        raise ConfigError(f"{path}: {flag} must be a folder (new or existing), not a file")
+        raise ConfigError(f"{path}: {flag} must be a folder (new or existing), not "
+                          f"{special_file(path) or 'a file'}")
     return path
 
 

@@ -50,11 +50,13 @@ _SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a char
 
 def special_file(path: PathLike) -> str | None:
     """What ``path`` is when it exists but is neither a regular file nor a folder (e.g. "a named
-    pipe (FIFO)", "a character device"), else None. Reading such a path can block forever (a
+    pipe (FIFO)", "a character device", "a symbolic link loop"), else None. Reading such a path can block forever (a
     FIFO nobody writes to) or never end (/dev/zero), so every reader refuses them first."""
     try:
         mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # missing, unreadable or an invalid name: the reader says so
+    except OSError as exc:  # missing or unreadable: the reader says so; a loop never resolves
+        return "a symbolic link loop" if exc.errno == errno.ELOOP else None
+    except ValueError:  # an invalid name (a NUL byte): the reader says so
         return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None

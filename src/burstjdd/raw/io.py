@@ -64,9 +64,9 @@ def read_burst(
     if not paths:
         raise BurstFormatError("no input given: pass one .npz burst, a folder or raw files")
     for p in paths:
+        require_regular_file(p, allow_dir=True)  # first: a symbolic link loop "does not exist"
         if not p.exists():
             raise InputNotFoundError(f"{p}: no such file or directory")
-        require_regular_file(p, allow_dir=True)
     if any(p.suffix.lower() == ".npz" for p in paths):
         if len(paths) != 1:
             raise BurstFormatError(f"give one .npz burst on its own, got {len(paths)} inputs")
@@ -85,7 +85,7 @@ def check_output_apart(output: PathLike, inputs: PathLike | Sequence[PathLike]) 
     out = Path(output)
     for given in _input_paths(inputs):
         if given.is_dir():
-            inside = out.resolve().parent == given.resolve()
+            inside = Path(os.path.realpath(out)).parent == Path(os.path.realpath(given))
             if inside and out.suffix.lower() in RAW_SUFFIXES and not out.name.startswith("."):
                 raise RefusedOutputError(
                     f"{out}: is in the input folder {given}, where it would be read as a frame "
@@ -97,11 +97,12 @@ def check_output_apart(output: PathLike, inputs: PathLike | Sequence[PathLike]) 
 
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same file (``os.path.samefile`` when both exist, else their
-    resolved paths)."""
+    resolved paths; ``os.path.realpath``, unlike ``Path.resolve``, also takes a symbolic link
+    loop, which the reader or writer then refuses)."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # one of them is missing (or unreadable): compare the names
-        return a.resolve() == b.resolve()
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _input_paths(inputs: Any) -> list[Path]:

@@ -66,6 +66,7 @@ MAX_VAL_SAMPLES = 10_000  # data.val_samples per noise level
 MAX_STEPS = 10**9  # schedule.total_steps
 MAX_BUDGET_VALIDATIONS = 10_000  # run.budget_validations
 MAX_SEED = 2**63 - 1  # run.seed, data.val_seed
+MAX_RATE = 1.0  # optim.lr_g, lr_dsnet and weight_decay (Adam keeps them as float32)
 MAX_SAMPLES_GIB = 16  # the samples of one step, and the validation set, in memory (validate)
 
 
@@ -188,10 +189,11 @@ class OptimSection(_Section):
     batch_size: int = 2
 
     def check(self) -> None:
-        self._require(self.lr_g > 0, "lr_g", "> 0")
-        self._require(self.lr_dsnet > 0, "lr_dsnet", "> 0")
+        self._require(0 < self.lr_g <= MAX_RATE, "lr_g", f"in (0, {MAX_RATE:g}]")
+        self._require(0 < self.lr_dsnet <= MAX_RATE, "lr_dsnet", f"in (0, {MAX_RATE:g}]")
         self._require(all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
-        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self._require(0 <= self.weight_decay <= MAX_RATE, "weight_decay",
+                      f"in [0, {MAX_RATE:g}]")
         self._require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "null or > 0")
         self._require(1 <= self.batch_size <= MAX_BATCH, "batch_size", f"in 1..{MAX_BATCH}")
 
