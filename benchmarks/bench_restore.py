@@ -6,7 +6,8 @@ presets on the CPU, and on CUDA too when it is available. Every (preset, device)
 subprocess so that its peak resident set is its own. Weights are random (cost does not depend
 on them); the burst is a smooth random texture with a stored noise level (no estimation), so
 the time is the restore alone: RGGB packing, DSNet features, per-tile coarse alignment,
-reconstruction, blending. Default tiling (256 px tiles, 64 px overlap) unless ``--tile``.
+reconstruction, blending. Default tiling (restore's: the largest tile of 256..512 px that the
+memory budget holds, 64 px overlap) unless ``--tile``.
 
 Reported: seconds (one timed run, after building the model and the burst; the first run
 includes one-time warm-up), seconds per megapixel, tiles, peak RSS of the process (GiB,
@@ -54,7 +55,7 @@ def child(case: dict) -> dict:
     from burstjdd.raw.burst import RawBurst
     from burstjdd.raw.cfa import mosaic
     from burstjdd.raw.noise import NoiseLevel, add_noise
-    from burstjdd.restore import Restorer, tile_layout
+    from burstjdd.restore import Restorer, resolve_tile, tile_layout
 
     if case["threads"]:
         torch.set_num_threads(case["threads"])
@@ -71,7 +72,8 @@ def child(case: dict) -> dict:
     model = build_classical() if preset == CLASSICAL else build_model(preset, seed=0)
     restorer = Restorer(model, device=case["device"], tile=case["tile"],
                         precision=case["precision"])
-    grid, _ = tile_layout(h // 2, w // 2, restorer.options)
+    options = resolve_tile(restorer.options, model.config.nf, n, restorer.device)
+    grid, _ = tile_layout(h // 2, w // 2, options)
     cuda = restorer.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -85,6 +87,7 @@ def child(case: dict) -> dict:
     return {
         "seconds": seconds,
         "tiles": len(grid.origins),
+        "tile": options.tile,
         "rss_gib": _rss_gib(),
         "rss_growth_gib": _rss_gib() - before,
         "gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
@@ -99,7 +102,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--devices", nargs="+", default=None,
                         help="default: cpu, and cuda when available")
-    parser.add_argument("--tile", type=int, default=256, help="tile size, full-res px")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="tile size, full-res px (default: restore's, from the memory budget)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -114,9 +118,12 @@ def main() -> None:
 
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     w, h = args.size
+    from burstjdd.hardware import describe_cpu
+
     print(f"restore of a {args.frames}-frame {w}x{h} burst ({w * h / 1e6:.1f} MP), tile "
-          f"{args.tile} px, precision {args.precision}")
-    print(f"{'preset':<9} {'device':<6} {'threads':>7} {'tiles':>6} {'seconds':>9} "
+          f"{args.tile or 'auto'} px, precision {args.precision}; "
+          f"{describe_cpu(args.threads or None)}")
+    print(f"{'preset':<9} {'device':<6} {'threads':>7} {'tile':>5} {'tiles':>6} {'seconds':>9} "
           f"{'s/MP':>7} {'peak RSS GiB':>12} {'RSS growth':>10} {'GPU GiB':>8}")
     for device in devices:
         for preset in args.presets:
@@ -129,7 +136,7 @@ def main() -> None:
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             gpu = f"{r['gpu_gib']:.2f}" if r["gpu_gib"] is not None else "-"
-            print(f"{preset:<9} {device:<6} {r['threads']:>7} {r['tiles']:>6} "
+            print(f"{preset:<9} {device:<6} {r['threads']:>7} {r['tile']:>5} {r['tiles']:>6} "
                   f"{r['seconds']:>9.1f} {r['seconds'] / (w * h / 1e6):>7.1f} "
                   f"{r['rss_gib']:>12.2f} {r['rss_growth_gib']:>10.2f} {gpu:>8}")
 

@@ -678,3 +678,46 @@ def test_writers_say_what_burst_they_need():
         render_srgb(rgb, None)
     with pytest.raises(TypeError, match="write_npz: burst must be a RawBurst .*got str"):
         write_npz("x", "x.npz")
+
+
+def test_writers_say_what_path_and_image_they_need():
+    rgb, burst = torch.rand(3, 4, 4), full_burst(0)
+    for path in (None, ["x.png"], 3):
+        with pytest.raises(TypeError, match="write_image: path must be the output file .str or "
+                                            f"os.PathLike., got {type(path).__name__}"):
+            write_image(rgb, path, burst=burst)
+    with pytest.raises(TypeError, match="write_png: path must be the output file"):
+        write_png(rgb, None)
+    for image in ("x", None):
+        with pytest.raises(TypeError, match=r"render_srgb: rgb must be a linear camera RGB "
+                                            rf"tensor or array \(\.\.\., 3, H, W\), got "
+                                            f"{type(image).__name__}"):
+            render_srgb(image, burst)
+
+
+def test_outputs_in_a_read_only_folder_name_the_output_not_the_temporary_file(tmp_path,
+                                                                             monkeypatch):
+    import burstjdd.raw.files as files
+
+    def read_only(path, flags, mode=0o777):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(files.os, "open", read_only)
+    with pytest.raises(OSError) as info:
+        write_npy(torch.rand(3, 4, 4), tmp_path / "x.npy")
+    assert str(info.value) == f"{tmp_path / 'x.npy'}: cannot write to {tmp_path} (Read-only " \
+                              "file system)" and info.value.errno == errno.EROFS
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links")
+def test_a_symbolic_link_loop_is_named_as_one_for_inputs_and_outputs(tmp_path):
+    loop, out = tmp_path / "loop.dng", tmp_path / "loop.npy"
+    loop.symlink_to(loop.name)
+    out.symlink_to(out.name)
+    with pytest.raises(BurstFormatError, match="loop.dng: is a symbolic link loop"):
+        read_burst(loop)
+    check_output_apart(tmp_path / "x.png", [loop, tmp_path / "b.dng"])  # no RuntimeError
+    check_output_apart(out, [tmp_path / "b.dng"])
+    with pytest.raises(RefusedOutputError, match="loop.npy: is a symbolic link loop"):
+        write_image(torch.rand(3, 4, 4), out, space="linear")
+    assert out.is_symlink() and sorted(os.listdir(tmp_path)) == ["loop.dng", "loop.npy"]

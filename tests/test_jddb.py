@@ -115,6 +115,13 @@ def test_bad_config_raises(kwargs, match):
         make_config(**kwargs)
 
 
+@pytest.mark.parametrize("seed", [10**30, -1, 1.5, True])
+def test_seeds_beyond_what_torch_takes_are_config_errors(seed):
+    with pytest.raises(ConfigError, match=r"seed must be None or an integer in "
+                                          r"0\.\.18446744073709551615, got"):
+        build_model("compact", seed=seed)
+
+
 def test_seeded_build_is_deterministic_and_leaves_global_rng_alone():
     state = torch.random.get_rng_state()
     a, b = _tiny(), _tiny()
@@ -326,6 +333,19 @@ def test_coarse_bicubic_recovers_a_known_shift(make_frames):
     for t in range(3):  # hard selection (plain block matching): exact crops
         torch.testing.assert_close(ca.frames[0, 0, t], frames[0, 1, :, 16:32, 16:32])
     assert set(ca.stage1.weights.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_coarse_alignment_ignores_autocast():
+    # the DSNet features and the matching costs stay float32 under bf16 training/restore
+    model = _tiny("full")
+    frames, noise = _burst(1, 3, 64, 64)
+    origins = torch.tensor([[[8, 16]]])
+    plain = model.coarse(frames, noise, 1, origins, 16, 32, temperature=1e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.coarse(frames, noise, 1, origins, 16, 32, temperature=1e-2)
+    assert mixed.frames.dtype == torch.float32
+    assert torch.equal(mixed.frames, plain.frames)
+    assert torch.equal(mixed.offsets_lr, plain.offsets_lr)
 
 
 @pytest.mark.parametrize("radius_px,radius_lr", [(40, 5), (41, 6), (48, 6)])

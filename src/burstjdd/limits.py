@@ -6,7 +6,8 @@ is read through these functions, so a deeply nested document, a YAML alias bomb,
 self-referencing alias or a 5000-digit integer is one clear error instead of a RecursionError,
 an endless expansion or a ValueError from deep inside the parser.
 
-:func:`available_memory` is what size checks compare against before they allocate.
+:func:`available_memory` is what size checks compare against before they allocate;
+:data:`MAX_SEED` bounds every seed of the library.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from burstjdd.errors import BurstJDDError
 
 MAX_NESTING = 32  # levels of lists/maps; our own documents use at most 5
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
 MAX_NODES = 100_000  # scalars + containers after expanding YAML aliases
 _LONG_INT = "an integer has more digits than Python reads (4300); no setting needs that many"
 

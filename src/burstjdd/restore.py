@@ -109,6 +109,7 @@ __all__ = [
     "blend_window",
     "default_search_radius",
     "resolve_device",
+    "resolve_tile",
     "restore_burst",
     "select_frames",
     "tile_bytes",
@@ -305,6 +306,16 @@ def auto_tile(nf: int, n_frames: int, budget: int) -> int:
         if tile_bytes(nf, n_frames, tile // 2) <= budget:
             return tile
     return 256
+
+
+def resolve_tile(options: RestoreOptions, nf: int, n_frames: int, device: torch.device
+                 ) -> RestoreOptions:
+    """``options`` with ``tile=None`` replaced by :func:`auto_tile` of the memory budget
+    (``max_memory`` or the device's default) for a model of width ``nf`` and N frames."""
+    if options.tile is not None:
+        return options
+    budget = options.max_memory or _default_memory(device)
+    return dataclasses.replace(options, tile=auto_tile(nf, n_frames, budget))
 
 
 def _default_memory(device: torch.device) -> int:
@@ -508,9 +519,8 @@ def restore_burst(model: nn.Module, burst: RawBurst, options: RestoreOptions = R
     h0, w0 = _visible_size(burst)
     level = burst.noise_level()
     n = len(indices)
+    options = resolve_tile(options, model.config.nf, n, device)
     budget = options.max_memory or _default_memory(device)
-    if options.tile is None:
-        options = dataclasses.replace(options, tile=auto_tile(model.config.nf, n, budget))
 
     # (N, H, W) file phase -> RGGB -> packed (N, 4, h, w), padded for the tile grid
     y = pack(to_rggb(burst.raw[indices].to(device=device, dtype=torch.float32), burst.cfa))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from burstjdd.cli import _one_line, _out_of_memory
-from burstjdd.errors import BurstJDDError, ConfigError
+from burstjdd.errors import BurstFormatError, BurstJDDError, ConfigError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -162,13 +162,19 @@ def restore_one(restorer: Restorer, inputs: Any, output: Path, *, space: str,
                 ref: int | str | None, noise: NoiseLevel | None,
                 progress: bool) -> tuple[RawBurst, Tensor]:
     """Read a burst (``read_burst(inputs, ref=ref)``, its noise level replaced by ``noise``
-    when given), restore it and write it to ``output``; returns (burst, image)."""
+    when given, else the stored or estimated one), restore it and write it to ``output``;
+    returns (burst, image)."""
     from burstjdd.raw.io import read_burst
     from burstjdd.raw.writers import write_image
 
     burst = read_burst(inputs, ref=ref)
-    if noise is not None:
-        burst = dataclasses.replace(burst, noise=noise)
+    if noise is None:  # estimated here, so that a failure can say how to go on
+        try:
+            noise = burst.noise_level()
+        except BurstFormatError as exc:
+            raise BurstFormatError(f"{exc}; give the level with --noise low, high or "
+                                   "SHOT:READ") from None
+    burst = dataclasses.replace(burst, noise=noise)
     image = restorer.restore(burst, progress=progress)
     write_image(image, output, space=space, burst=burst)
     return burst, image

@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from burstjdd.errors import ConfigError
     from burstjdd.eval import benchmark as bm
 
-    if args.quick and args.sizes:
+    if args.quick and args.sizes is not None:
         raise ConfigError("--quick and --sizes exclude each other")
-    sizes = [bm.parse_size(s) for s in _split(QUICK_SIZE if args.quick
-                                              else args.sizes or "720p,1080p,uhd")]
+    default = QUICK_SIZE if args.quick else "720p,1080p,uhd"
+    sizes = [bm.parse_size(s) for s in _split(default if args.sizes is None else args.sizes)]
     if not sizes:
         raise ConfigError(f"--sizes {args.sizes!r} names no size: give a comma list of 720p, "
                           "1080p, uhd or WxH")

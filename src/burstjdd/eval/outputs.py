@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from burstjdd.errors import ConfigError
-from burstjdd.raw.files import atomic_output, special_file
+from burstjdd.raw.files import atomic_output, disk_full_error, special_file
 
 __all__ = ["NewPaths", "require_folder", "write_all"]
 
@@ -25,11 +25,18 @@ __all__ = ["NewPaths", "require_folder", "write_all"]
 def write_all(writers: Mapping[Path, Callable[[Path], object]]) -> None:
     """Write several files all or none: each ``writers[path](tmp)`` writes a temporary file
     next to its path (:func:`~burstjdd.raw.files.atomic_output`); only when every one has been
-    written are they renamed into place, so a failure leaves every path as it was."""
+    written are they renamed into place, so a failure leaves every path as it was. A full disk
+    is one :class:`~burstjdd.raw.files.DiskFullError` naming the path being written."""
     with contextlib.ExitStack() as stack:
         temps = {path: stack.enter_context(atomic_output(path)) for path in writers}
         for path, tmp in temps.items():
-            writers[path](tmp)
+            try:
+                writers[path](tmp)
+            except OSError as exc:  # named here: each atomic_output would name its own path
+                full = disk_full_error(exc, path)
+                if full is None:
+                    raise
+                raise full from None
 
 
 def require_folder(path: str | os.PathLike, flag: str = "-o") -> Path:

@@ -7,6 +7,8 @@ official checkpoints map onto them one to one. Their ``Conv2d`` layers use ortho
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +16,15 @@ from torch import Tensor, nn
 from burstjdd.errors import ConfigError
 
 LRELU_SLOPE = 0.1
+
+
+def autocast_off(x: Tensor) -> contextlib.AbstractContextManager:
+    """A context in which ``x``'s device computes in its tensors' own precision whatever
+    autocast is around it (the parts that must stay float32: matching costs, sampling
+    positions, the output image). Meta tensors (shape-only FLOP counting) have no autocast."""
+    if x.device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def lrelu(x: Tensor) -> Tensor:

@@ -40,7 +40,7 @@ from burstjdd.errors import BurstJDDError, WeightsError
 from burstjdd.models import registry
 from burstjdd.limits import parse_json
 from burstjdd.models.jddb import ModelConfig, TwoStageJDDB
-from burstjdd.raw.files import require_regular_file, special_file
+from burstjdd.raw.files import disk_full_error, require_regular_file, special_file
 from burstjdd.typed import WEIGHTS_JSON, convert, field_hints
 
 FORMAT = "burstjdd-weights"
@@ -231,8 +231,11 @@ def save_pretrained(model: TwoStageJDDB, directory: str | os.PathLike,
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)                   # rename(2) replaces an empty directory
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full_error(exc, target)           # asked before the partial files go
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from None
         raise
     return target
 

@@ -46,12 +46,13 @@ from torch import Tensor, nn
 
 from burstjdd.checks import check_same_shape, check_shape
 from burstjdd.errors import BurstFormatError, ConfigError
+from burstjdd.limits import MAX_SEED
 from burstjdd.raw.cfa import LR_GRID, demosaic_bilinear, unpack
 from burstjdd.raw.merge import merge_and_denoise
 from burstjdd.typed import short_repr
 
 from . import demosaicnet, registry
-from .blocks import ACNSeBlock, SimpleBlock
+from .blocks import ACNSeBlock, SimpleBlock, autocast_off
 from .dpbm import CoarseAlignment, MatchDiagnostics, coarse_align
 from .dsnet import LR_SCALE, DSNet, bicubic_features
 from .fusion import BiGRUFusion
@@ -225,14 +226,18 @@ def _empty_diagnostics(
 class TwoStageJDDB(nn.Module):
     """Generator G (+ DSNet) of the two-stage alignment network, built from a ModelConfig.
 
-    ``seed`` (optional) makes the initialisation deterministic without touching the caller's
-    global RNG state (the layers draw from a forked, seeded default generator).
+    ``seed`` (optional, 0..MAX_SEED) makes the initialisation deterministic without touching
+    the caller's global RNG state (the layers draw from a forked, seeded default generator).
     """
 
     def __init__(self, config: ModelConfig, *, seed: int | None = None) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise ConfigError(f"TwoStageJDDB needs a ModelConfig, got {type(config).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed <= MAX_SEED):
+            raise ConfigError(f"seed must be None or an integer in 0..{MAX_SEED}, got "
+                              f"{short_repr(seed)}")
         self.config = config
         rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
         with rng:
@@ -326,12 +331,14 @@ class TwoStageJDDB(nn.Module):
                 stage2=None,
             )
         cfg = self.config
-        return coarse_align(
-            self.ca_features(frames) if feats is None else feats, frames, noise, ref,
-            origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / LR_GRID),
-            stride=cfg.search_stride, refine=cfg.refine, propagate=cfg.propagate,
-            temperature=temperature if cfg.ca == "dpbm" else None, scale=LR_SCALE, guide=guide,
-        )
+        with autocast_off(frames):  # float32 under any autocast: costs feed argmins/softmaxes
+            return coarse_align(
+                self.ca_features(frames) if feats is None else feats, frames, noise, ref,
+                origins // LR_SCALE, size // LR_SCALE, math.ceil(radius_px / LR_GRID),
+                stride=cfg.search_stride, refine=cfg.refine, propagate=cfg.propagate,
+                temperature=temperature if cfg.ca == "dpbm" else None, scale=LR_SCALE,
+                guide=guide,
+            )
 
     # ------------------------------------------------------------------ refined alignment + fusion
     def reconstruct(
@@ -452,7 +459,7 @@ def residual_base(frames: Tensor, noise: Tensor, ref: int, interp: bool,
         if frames.is_meta:  # shapes only (FLOP counting): the merge's steps are data-dependent
             merged = mosaics[:, ref]  # (and made of FFTs, which the counter does not see)
         else:  # float32 under any autocast: the merge's costs feed argmins
-            with torch.autocast(frames.device.type, enabled=False):
+            with autocast_off(frames):
                 merged = torch.stack([merge_and_denoise(m, v, ref)
                                       for m, v in zip(mosaics, var)])
         rgb = [demosaicnet.demosaic(demosaicker, merged.clamp(0.0, 1.0)).to(frames.dtype)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -150,6 +151,15 @@ def official_key_shapes(net: str = "G") -> dict[str, Shape]:
 # safe loading
 
 
+def load_weights_only(path: Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU: only tensors and plain containers
+    unpickle. Torch's warning about a pickle protocol it did not expect ("... please file an
+    issue") is not shown: a file that fails to load is the caller's one-line error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_official_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an official ``.pth`` state dict without executing code.
 
@@ -161,7 +171,7 @@ def load_official_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if found is None:

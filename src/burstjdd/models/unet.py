@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .blocks import ACNSeBlock, SimpleBlock
+from .blocks import ACNSeBlock, SimpleBlock, autocast_off
 
 
 def feature_upsampler(nf: int) -> nn.ConvTranspose2d:
@@ -57,8 +57,6 @@ class UNet(nn.Module):
 def _float32_conv(conv: nn.Module, x: Tensor) -> Tensor:
     """``conv(x)`` in float32 whatever the autocast: the image leaves the network in float32,
     since bf16 would round it to 8 bits of mantissa (up to 0.4 %, one level of an 8-bit
-    image). Meta tensors (shape-only FLOP counting) have no autocast to leave."""
-    if x.device.type == "meta":
-        return conv(x)
-    with torch.autocast(x.device.type, enabled=False):
+    image)."""
+    with autocast_off(x):
         return conv(x.float())

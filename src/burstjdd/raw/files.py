@@ -11,6 +11,7 @@
 * :func:`check_readable`: "permission denied" naming the file, before a C library (LibRaw)
   turns it into a vaguer "Input/output error".
 * :class:`InputNotFoundError`: an input path that does not exist.
+* :func:`disk_full_error`: a write that ran out of disk space as one line naming the file.
 
 Imports nothing of the package but :mod:`burstjdd.errors`.
 """
@@ -28,8 +29,9 @@ from pathlib import Path
 
 from burstjdd.errors import BurstFormatError, BurstJDDError
 
-__all__ = ["InputNotFoundError", "RefusedOutputError", "atomic_output", "check_readable",
-           "check_replaceable", "require_regular_file", "special_file"]
+__all__ = ["DiskFullError", "InputNotFoundError", "RefusedOutputError", "atomic_output",
+           "check_readable", "check_replaceable", "disk_full_error", "require_regular_file",
+           "special_file"]
 
 PathLike = str | os.PathLike
 
@@ -42,6 +44,11 @@ class InputNotFoundError(BurstFormatError, FileNotFoundError):
 class RefusedOutputError(BurstJDDError, FileExistsError):
     """An output path names something that must not be replaced: a special file, or one of the
     command's inputs. Bad input (``BurstJDDError``) and a ``FileExistsError``."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of disk space: errno ENOSPC, and a one-line message naming the file
+    (:func:`disk_full_error`)."""
 
 
 _SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -112,11 +119,17 @@ def _no_space(exc: BaseException, folder: Path) -> bool:
         return False
 
 
-def _disk_full(path: Path, exc: BaseException) -> OSError:
-    """``OSError`` with errno ENOSPC whose text names ``path`` (and only that, without the
-    "[Errno 28]" prefix a two-argument OSError would print)."""
-    error = OSError(f"cannot write {path}: no space left on device "
-                    f"({' '.join(str(exc).split())}); nothing written")
+def disk_full_error(exc: BaseException, path: PathLike) -> DiskFullError | None:
+    """For a write of ``path`` that failed with ``exc``: a :class:`DiskFullError` (errno ENOSPC)
+    whose text names ``path``, without the "[Errno 28]" prefix a two-argument OSError would
+    print, when the disk ran out of space; else None, and None for an ``exc`` that already is a
+    DiskFullError (it names its own file: outputs written together). Ask before removing the
+    partial file (:func:`_no_space` may look at the free space)."""
+    path = Path(path)
+    if isinstance(exc, DiskFullError) or not _no_space(exc, path.parent):
+        return None
+    error = DiskFullError(f"cannot write {path}: no space left on device "
+                          f"({' '.join(str(exc).split())}); nothing written")
     error.errno = errno.ENOSPC
     return error
 
@@ -130,6 +143,11 @@ def _create_temp(path: Path) -> Path:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:  # a read-only folder, no permission: name the output, not tmp
+            error = type(exc)(f"{path}: cannot write to {path.parent} "
+                              f"({exc.strerror or exc})")
+            error.errno = exc.errno
+            raise error from None
         os.close(fd)
         return tmp
     raise FileExistsError(f"cannot create a temporary file next to {path}")
@@ -141,7 +159,7 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and ``path``
     is left untouched, so readers only ever see a complete file or the previous one; a write
-    that ran out of disk space is re-raised as ``OSError(ENOSPC)`` naming ``path``. A ``path``
+    that ran out of disk space is re-raised as :class:`DiskFullError` naming ``path``. A ``path``
     that is a folder or a special file is refused first (:func:`check_replaceable`).
     """
     path = Path(path)
@@ -154,8 +172,8 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except BaseException as exc:
-        full = _no_space(exc, parent)  # asked before the partial file is removed
+        full = disk_full_error(exc, path)  # asked before the partial file is removed
         tmp.unlink(missing_ok=True)
-        if full:
-            raise _disk_full(path, exc) from None
+        if full is not None:
+            raise full from None
         raise

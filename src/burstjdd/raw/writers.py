@@ -11,6 +11,7 @@ a temporary one, and never clobbers an existing output.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def write_png(image: Any, path: PathLike) -> None:
     """
     from PIL import Image
 
+    _check_path("write_png", path)
     path = Path(path)
     u8 = _quantize_hwc(_image_chw(image, path), 255, np.uint8)
     with atomic_output(path) as tmp:
@@ -64,6 +66,7 @@ def write_tiff(image: Any, path: PathLike, *, linear: bool = False,
     """
     import tifffile
 
+    _check_path("write_tiff", path)
     path = Path(path)
     chw = _image_chw(image, path)
     try:
@@ -83,10 +86,19 @@ def write_tiff(image: Any, path: PathLike, *, linear: bool = False,
 
 def write_npy(image: Any, path: PathLike) -> None:
     """Write a (3, H, W) image as a float32 (H, W, 3) ``.npy`` array (values as they are)."""
+    _check_path("write_npy", path)
     path = Path(path)
     hwc = np.ascontiguousarray(_image_chw(image, path).numpy().transpose(1, 2, 0))
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, hwc, allow_pickle=False)
+
+
+def _check_path(function: str, path: Any) -> None:
+    """TypeError saying what ``path`` must be, instead of pathlib's "expected str, bytes or
+    os.PathLike object"."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{function}: path must be the output file (str or os.PathLike), got "
+                        f"{type(path).__name__}")
 
 
 def _check_burst(function: str, burst: Any, *, required: bool) -> None:
@@ -106,7 +118,11 @@ def render_srgb(rgb: Any, burst: RawBurst) -> Tensor:
     float dtype.
     """
     _check_burst("render_srgb", burst, required=True)
-    rgb = torch.as_tensor(rgb)
+    try:
+        rgb = torch.as_tensor(rgb)
+    except (TypeError, ValueError, RuntimeError):  # a str, None, a ragged list ...
+        raise TypeError(f"render_srgb: rgb must be a linear camera RGB tensor or array "
+                        f"(..., 3, H, W), got {type(rgb).__name__}") from None
     if not rgb.is_floating_point():
         rgb = rgb.to(torch.float32)
     wb = burst.wb.to(device=rgb.device, dtype=rgb.dtype)
@@ -137,6 +153,7 @@ def write_image(
     :func:`write_tiff` or :func:`write_npy` directly.
     """
     _check_burst("write_image", burst, required=False)
+    _check_path("write_image", path)
     path = Path(path)
     ext = path.suffix.lower()
     if space not in ("srgb", "linear"):

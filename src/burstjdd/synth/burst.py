@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from burstjdd.errors import ConfigError, DataError
-from burstjdd.limits import available_memory
+from burstjdd.limits import MAX_SEED, available_memory
 from burstjdd.raw.burst import RawBurst
 from burstjdd.raw.cfa import LR_GRID, check_pattern, mosaic, pack
 from burstjdd.raw.noise import NoiseLevel, add_noise, noise_map, parse_noise, sample_noise_level
@@ -49,7 +49,6 @@ MAX_FRAMES = 64
 # Most moving objects per burst: each covers 8-25 % of the shorter side, so 16 already hide
 # most of the scene, and every object costs a full-frame pass (a million would run for days).
 MAX_OBJECTS = 16
-MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
 # Largest shift between neighbouring frames (full-res px): half the largest image side read
 # (8192), so any larger shift moves the scene out of every image; refused before any work.
 MAX_SHIFT = 4096.0

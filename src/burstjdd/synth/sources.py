@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from burstjdd.errors import DataError
-from burstjdd.raw.files import require_regular_file
+from burstjdd.raw.files import require_regular_file, special_file
 
 IMAGE_EXTENSIONS = frozenset(
     ".png .apng .jpg .jpeg .jpe .jfif .webp .bmp .dib .tif .tiff .ppm .pgm .pnm .pbm .gif .tga "
@@ -156,7 +156,10 @@ def _list_images(folder: Path, recursive: bool) -> list[Path]:
 def _existing_dir(root: str | os.PathLike) -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: {'not a folder' if root.exists() else 'no such file or folder'}")
+        kind = special_file(root)  # a FIFO, a device, a symbolic link loop
+        raise DataError(f"{root}: " + (f"is {kind}, not a regular file or a folder" if kind
+                                       else "not a folder" if root.exists()
+                                       else "no such file or folder"))
     return root
 
 

@@ -36,6 +36,7 @@ import torch
 from burstjdd.errors import WeightsError
 from burstjdd.limits import parse_json
 from burstjdd.models.hub import model_from_state, save_pretrained
+from burstjdd.models.official import load_weights_only
 from burstjdd.raw.files import atomic_output, require_regular_file
 from burstjdd.train.config import TrainConfig, load_config
 
@@ -153,7 +154,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise WeightsError(f"{path}: no checkpoint (the run has not saved one yet?)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
