@@ -9,8 +9,11 @@ instead of letting it hang (a FIFO that nobody writes to blocks whoever opens it
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import io
 import os
+import pickle
 import shutil
 import signal
 import stat
@@ -32,7 +35,7 @@ from burstjdd import cli
 from burstjdd.cli._args import DEVICES
 from burstjdd.models import hub
 from burstjdd.models.jddb import build_model
-from burstjdd.raw.npz import write_npz
+from burstjdd.raw.npz import read_npz, write_npz
 from burstjdd.synth.burst import simulate_burst
 from burstjdd.train.config import config_from_dict
 from burstjdd.train.loop import train
@@ -403,7 +406,7 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("simulate-zero-frames", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
                                            "--frames", "0"], "1..64"),
     ("simulate-negative-shift", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
-                                              "--max-shift", "-5"], ">= 0"),
+                                              "--max-shift", "-5"], "0..4096"),
     ("simulate-negative-objects", lambda f, o: ["simulate", f.root / "photos", "-o",
                                                 o / "sims", "--objects", "-1"], "0..16"),
     ("simulate-odd-crop", lambda f, o: ["simulate", f.root / "photos" / "0.png", "-o",
@@ -427,7 +430,7 @@ CASES: list[tuple[str, Argv, str | None]] = [
     ("simulate-grayscale-image", lambda f, o: ["simulate", f.root / "gray.png", "-o",
                                                o / "s.npz"], "gray"),
     ("simulate-fifo-source", lambda f, o: ["simulate", f.root / "fifo.png", "-o", o / "s.npz"],
-     "fifo.png"),
+     "fifo.png: is a named pipe (FIFO)"),
     ("simulate-million-objects", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
                                                "--objects", "1000000"], "0..16"),
     ("simulate-huge-noise", lambda f, o: ["simulate", f.root / "photos", "-o", o / "sims",
@@ -680,6 +683,56 @@ CASES += [
 ]
 
 
+def _loop(path: Path) -> Path:
+    """``path`` as a symbolic link to itself: a loop that never resolves."""
+    path.symlink_to(path.name)
+    return path
+
+
+def _black_burst(f: SimpleNamespace, out: Path) -> Path:
+    """The test burst with black frames and no stored noise level: nothing to estimate it on."""
+    burst = read_npz(f.root / "burst.npz")
+    write_npz(dataclasses.replace(burst, raw=torch.zeros_like(burst.raw), noise=None),
+              out / "black.npz")
+    return out / "black.npz"
+
+
+# (issue 22, second pass) symbolic link loops, shifts and rates bounded, clearer messages
+CASES += [
+    ("info-symlink-loop", lambda f, o: ["info", _loop(o / "loop.npz")], "symbolic link loop"),
+    ("analyze-symlink-loop", lambda f, o: ["analyze", _loop(o / "loop.npz"), "-o", o / "a"],
+     "symbolic link loop"),
+    ("restore-input-is-a-symlink-loop",
+     lambda f, o: ["restore", _loop(o / "loop.dng"), f.root / "dngs" / "frame0.dng", "-o",
+                   o / "x.png", "--model", "classical", "--noise", "low"],
+     "loop.dng: is a symbolic link loop"),
+    ("restore-output-is-a-symlink-loop",
+     lambda f, o: ["restore", f.root / "burst.npz", "-o", _loop(o / "loop.png"), "--model",
+                   "classical"], "loop.png: is a symbolic link loop"),
+    ("evaluate-output-is-a-symlink-loop",
+     lambda f, o: _stills_evaluation(f, _loop(o / "ev")), "not a symbolic link loop"),
+    ("simulate-huge-max-shift", lambda f, o: ["simulate", f.root / "photos" / "0.png", "-o",
+                                              o / "s.npz", "--max-shift", "1e308"], "0..4096"),
+    ("evaluate-huge-max-shift",
+     lambda f, o: ["evaluate", "--data", f.root / "photos", "--layout", "stills",
+                   "--max-shift", "1e308", "--methods", "bilinear", "-o", o / "e"], "0..4096"),
+    ("evaluate-huge-shifts",
+     lambda f, o: ["evaluate", "--data", f.root / "photos", "--shifts", "1e308", "--methods",
+                   "bilinear", "--quiet", "-o", o / "e"], "0..4096"),
+    ("train-lr-beyond-float32", lambda f, o: _train(f, o, "optim.lr_g=1e38"), "(0, 1]"),
+    ("train-huge-lr-dsnet", lambda f, o: _train(f, o, "optim.lr_dsnet=1e300"), "(0, 1]"),
+    ("train-huge-weight-decay", lambda f, o: _train(f, o, "optim.weight_decay=1e308"),
+     "[0, 1]"),
+    ("bench-no-sizes", lambda f, o: ["bench", "--sizes", ""], "names no size"),
+    ("convert-pickle-protocol-4",  # torch's "please file an issue" warning is not shown
+     lambda f, o: ["convert-official", _file(o / "p.pth", pickle.dumps({"w": 1}, protocol=4)),
+                   o / "p.pth", "-o", o / "w"], "p.pth"),
+    ("restore-noise-cannot-be-estimated",
+     lambda f, o: ["restore", _black_burst(f, o), "-o", o / "x.png", "--model", "classical"],
+     "--noise low, high or SHOT:READ"),
+]
+
+
 FIFO_CASES = {c for c, _, _ in CASES if "fifo" in c}
 PARAMS = [pytest.param(*c, id=c[0]) for c in CASES]
 
@@ -806,6 +859,7 @@ def test_the_other_limits_of_the_command_line_are_the_library_s():
     from burstjdd.synth import burst
 
     assert cli_simulate.MAX_OBJECTS == burst.MAX_OBJECTS
+    assert cli_simulate.MAX_SHIFT == burst.MAX_SHIFT
     assert cli_restore.MAX_SEARCH_RADIUS == restore.MAX_SEARCH_RADIUS
     assert _args.MAX_SEED == burst.MAX_SEED
     torch.Generator().manual_seed(_args.MAX_SEED)  # the largest seed is one torch takes
@@ -881,6 +935,46 @@ def test_a_full_disk_stops_train_with_one_line_and_no_run_folder(files, tmp_path
     line = _one_error_line(code, capsys.readouterr().err)
     assert str(tmp_path / "run" / "checkpoint.pt") in line and "no space left on device" in line
     assert list(tmp_path.iterdir()) == []  # the run folder it made is gone
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("case", ["demo", "export", "analyze", "evaluate"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(case, files, tmp_path,
+                                                                     monkeypatch, capsys):
+    """Each writer in turn meets a full disk: one "cannot write PATH: no space left on device"
+    (never one wrapped in another), and the folders the command made are gone."""
+    out = tmp_path / "new" / "out"
+    argv, writer, named = {
+        "demo": (["demo", "-o", out, "--model", "classical", "--size", "64"],
+                 (Image.Image, "save"), out / "demo.png"),
+        "export": (["export", files.root / "run", "-o", out], (Path, "write_bytes"), out),
+        "analyze": (["analyze", files.root / "burst.npz", "--block", "16", "-o", out],
+                    (Image.Image, "save"), out / "shift_histogram.png"),
+        "evaluate": (_stills_evaluation(files, out), (Path, "write_text"), out / "results.json"),
+    }[case]
+    monkeypatch.setattr(*writer, _no_space)
+    with deadline(DEADLINE_S):
+        code = cli.main([str(a) for a in argv + ["--quiet"] * (case == "demo")])
+    line = _one_error_line(code, capsys.readouterr().err)
+    assert f"error: cannot write {named}: no space left on device (" in line, line
+    assert line.count("cannot write") == 1, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_refuses_an_image_that_needs_more_memory_than_is_available(files, tmp_path,
+                                                                           monkeypatch, capsys):
+    import burstjdd.synth.burst as burst_module
+
+    monkeypatch.setattr(burst_module, "available_memory", lambda: 2**20)  # 80x80 px needs 1.7 MB
+    with deadline(DEADLINE_S):
+        code = cli.main(["simulate", str(files.root / "photos" / "0.png"), "-o",
+                         str(tmp_path / "s.npz"), "--frames", "3"])
+    line = _one_error_line(code, capsys.readouterr().err)
+    assert "0.png: a 3-frame burst of this 80x80 image needs about 0.0 GiB of memory" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_nan_loss_stops_train_with_one_line_naming_the_step(files, tmp_path, monkeypatch,

@@ -95,10 +95,26 @@ def test_bad_burst_inputs_are_clear_errors(photo):
     ("crop", "ab", "crop must be \\(H, W\\), two integers"),
     ("crop", (64,), "crop must be"),
     ("isp", "x", "isp must be IspParams or None, got str"),
-], ids=["objects", "seed-65-bits", "seed-negative", "seed-str", "crop-str", "crop-1d", "isp"])
+    ("max_shift", 1e308, "max_shift must be a number of pixels in 0..4096, got 1e\\+308"),
+    ("max_shift", float("nan"), "max_shift must be a number of pixels in 0..4096"),
+], ids=["objects", "seed-65-bits", "seed-negative", "seed-str", "crop-str", "crop-1d", "isp",
+        "shift-1e308", "shift-nan"])
 def test_out_of_range_options_are_config_errors_before_any_work(photo, option, value, words):
     with pytest.raises(ConfigError, match=words):
         simulate_burst(photo, **{option: value})
+
+
+def test_a_burst_that_needs_more_memory_than_is_available_is_refused_first(photo,
+                                                                           monkeypatch):
+    import burstjdd.synth.burst as burst_module
+
+    # 192 x 192 px, 3 frames: (48 + 72 * 3) bytes per pixel = 9.3 MiB
+    monkeypatch.setattr(burst_module, "available_memory", lambda: 9 * 2**20)
+    with pytest.raises(DataError, match=r"a 3-frame burst of this 192x192 image needs about "
+                                        r"0\.0 GiB of memory, only 0\.0 GiB is available"):
+        simulate_burst(photo, n_frames=3)
+    monkeypatch.setattr(burst_module, "available_memory", lambda: 10 * 2**20)
+    assert simulate_burst(photo, n_frames=3, max_shift=4).n_frames == 3
 
 
 def test_training_sample_layout(photo):

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from burstjdd.errors import ConfigError
+    from burstjdd.eval.outputs import NewPaths
     from burstjdd.raw.files import require_regular_file
     from burstjdd.train.checkpoint import export_run
 
@@ -50,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.part_mib > 0:
             raise ConfigError(f"--part-mib must be > 0, got {args.part_mib}")
         part_bytes = int(args.part_mib * 2**20)
-    out = export_run(args.run_dir, args.output, overwrite=True,
-                     dtype=getattr(torch, args.dtype), notes=notes, part_bytes=part_bytes)
+    new = NewPaths()  # a failure (a full disk) removes the folders this run made
+    new.note_folder(args.output)
+    with new.removed_on_failure():
+        out = export_run(args.run_dir, args.output, overwrite=True,
+                         dtype=getattr(torch, args.dtype), notes=notes, part_bytes=part_bytes)
     print(f"weights of {args.run_dir} written to {out}")
     return 0
