@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from burstjdd.cli._args import DEVICES, add_quiet, float_in, int_in
+from burstjdd.cli._args import DEVICES, add_precision, add_quiet, float_in, int_in
 from burstjdd.models.registry import preset_names
 
 NAME = "bench"
@@ -21,8 +21,9 @@ CALIBRATION = (256, 256)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", metavar="SIZES", help="comma list of 720p, 1080p, uhd or WxH full-res "
-                        "(default 720p,1080p,uhd)")
+    parser.add_argument("--sizes", metavar="SIZES",
+                        help="comma list of 720p, 1080p, uhd or WxH full-res "
+                             "(default 720p,1080p,uhd)")
     presets = ",".join(preset_names())
     parser.add_argument("--presets", default=presets,
                         help=f"comma list of presets (default {presets})")
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds per measurement (default 3600)")
     parser.add_argument("--no-loop", action="store_true",
                         help="skip the vectorised vs per-candidate-loop CA comparison")
+    add_precision(parser)
     add_quiet(parser, "no progress lines on stderr (the tables still go to stdout)")
 
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     from burstjdd.errors import ConfigError
     from burstjdd.eval import benchmark as bm
+    from burstjdd.hardware import describe_cpu
+    from burstjdd.restore import autocast_dtype
 
     if args.quick and args.sizes is not None:
         raise ConfigError("--quick and --sizes exclude each other")
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     def config(preset: str, size: tuple[int, int], stage: str, repeat: int) -> bm.BenchConfig:
         return bm.BenchConfig(preset, size, stage, repeat, args.tile, args.tile_batch,
-                              args.threads, args.device)
+                              args.threads, args.device, args.precision)
 
     calibration: list[dict] = []
     rows: list[dict] = []
@@ -120,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
             loops.append(bm.compare_ca(size, repeats=args.repeat, device=args.device))
 
     threads = args.threads or torch.get_num_threads()
-    print(f"\n{args.device} float32 no_grad, {threads} threads, hard CA radius {bm.RADIUS_PX} "
+    half = autocast_dtype(args.precision, torch.device(args.device))
+    where = describe_cpu(threads) if args.device == "cpu" else args.device
+    print(f"\n{where}: reconstruction in {'float32' if half is None else half}, coarse alignment "
+          f"in float32, no_grad, hard CA radius {bm.RADIUS_PX} "
           f"px, tiles {args.tile} packed px ({args.tile_batch} per reconstruct call), 5 frames; "
           "time: median (* = single run incl. warm-up); "
           + ("mem: peak allocated (CUDA)" if args.device == "cuda" else "mem: peak RSS growth"))

@@ -17,7 +17,9 @@ not by the frame (5×720p: 360×640 packed → 384×640 → 15 tiles). The RA+fu
 zero-offset tile crops: its cost does not depend on the offsets, and this keeps the CA out of
 its memory measurement.
 
-Measured in eval mode, float32, ``torch.no_grad``:
+Measured in eval mode, ``torch.no_grad``, the model channels-last on the CPU (as a
+``Restorer`` runs it), the reconstruction in ``precision`` (auto: bf16 on CUDA and on CPUs that
+compute it natively, else float32), the coarse alignment in float32:
 
 * time: median wall time (``time.perf_counter``, CUDA synchronised) of runs 2..R of ``repeat``
   R; with R = 1 the single run, which includes one-time warm-up costs (``warm`` False);
@@ -57,7 +59,7 @@ from torch import Tensor
 from burstjdd.errors import ConfigError
 from burstjdd.raw.cfa import LR_GRID
 from burstjdd.raw.noise import PRESETS, noise_map
-from burstjdd.restore import resolve_device
+from burstjdd.restore import PRECISIONS, autocast_dtype, resolve_device
 
 N_FRAMES, REF = 5, 2
 RADIUS_PX = 48  # full-res search radius (REDS4 protocol)
@@ -92,7 +94,8 @@ def parse_size(text: str) -> tuple[int, int]:
 class BenchConfig:
     """One measurement: preset, full-res size (W, H), stage ("ca" | "ra"), runs, tile side T in
     packed px (multiple of 4), tiles per reconstruct call, torch CPU threads (0: default),
-    device ("cpu" | "cuda")."""
+    device ("cpu" | "cuda"), precision of the reconstruction ("auto", "fp32", "bf16", "fp16":
+    :func:`burstjdd.restore.autocast_dtype`; the coarse alignment is float32 always)."""
 
     preset: str
     size: tuple[int, int]
@@ -102,12 +105,16 @@ class BenchConfig:
     tile_batch: int = 1
     threads: int = 0
     device: str = "cpu"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if self.repeat < 1 or self.tile <= 0 or self.tile % 4 or self.tile_batch < 1:
             raise ConfigError("repeat >= 1, tile a positive multiple of 4, tile_batch >= 1")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
 
 
 def padded_tile_grid(h: int, w: int, tile: int) -> tuple[int, int, list[tuple[int, int]]]:
@@ -202,6 +209,9 @@ def measure(config: BenchConfig) -> dict:
     model = build_model(config.preset, seed=0).eval()
     torch.set_num_threads(threads)
     model = model.to(device)
+    if device.type == "cpu":  # as a Restorer runs it
+        model.to(memory_format=torch.channels_last)
+    half = autocast_dtype(config.precision, device)
     width, height = config.size
     tile = config.tile
     h, w = height // 2, width // 2
@@ -219,9 +229,10 @@ def measure(config: BenchConfig) -> dict:
         crop_noise = torch.stack([noise[0, :, :, r:r + tile, c:c + tile] for r, c in corners])
 
         def run_once() -> object:  # crop: (K, N, 4, T, T)
-            for i in range(0, k, config.tile_batch):
-                model.reconstruct(crop[i:i + config.tile_batch],
-                                  crop_noise[i:i + config.tile_batch], REF)
+            with torch.autocast(device.type, dtype=half, enabled=half is not None):
+                for i in range(0, k, config.tile_batch):
+                    model.reconstruct(crop[i:i + config.tile_batch],
+                                      crop_noise[i:i + config.tile_batch], REF)
             return None
 
     times: list[float] = []
@@ -248,6 +259,7 @@ def measure(config: BenchConfig) -> dict:
             flops = reconstruct_flops(model, tile) * k
 
     row = {**dataclasses.asdict(config), "size": list(config.size), "threads": threads,
+           "precision": "fp32" if half is None else str(half).removeprefix("torch."),
            "tiles": k, "padded": [wp * 2, hp * 2], "peak_mib": peak,
            "time_s": statistics.median(times[1:]) if len(times) > 1 else times[0],
            "warm": len(times) > 1, "flops": flops,
