@@ -119,3 +119,17 @@ def stills(tmp_path_factory):
     for i, name in enumerate(("astronaut", "coffee", "chelsea")):
         Image.fromarray(getattr(skimage.data, name)()[100:180, 100:180]).save(root / f"{i}.png")
     return root
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height RGB pixels, with no pixel data (a
+    decompression-bomb stand-in that costs nothing to write)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")

@@ -17,9 +17,7 @@ import pickle
 import shutil
 import signal
 import stat
-import struct
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import png_header
 from PIL import Image
 
 from burstjdd import cli
@@ -164,16 +163,6 @@ def _hostile_bursts(root: Path, npz: Path) -> None:
     os.link(npz, root / "burst_link.npy")  # the same file under an output's name
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height RGB pixels, with no pixel data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 def _photos(root: Path) -> None:
     import skimage.data
 
@@ -182,8 +171,8 @@ def _photos(root: Path) -> None:
     shutil.copy(root / "photos" / "0.png", root / "png.dng")  # an image named like a raw file
     Image.fromarray(skimage.data.camera()[:80, :80]).save(root / "gray.png")
     (root / "truncated.png").write_bytes((root / "photos" / "0.png").read_bytes()[:200])
-    (root / "bomb.png").write_bytes(_png_header(20000, 20000))  # past Pillow's own limit
-    (root / "big.png").write_bytes(_png_header(9000, 9000))  # 81 MP: needs GBs to simulate
+    (root / "bomb.png").write_bytes(png_header(20000, 20000))  # past Pillow's own limit
+    (root / "big.png").write_bytes(png_header(9000, 9000))  # 81 MP: needs GBs to simulate
 
 
 def _weights(root: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import png_header
 from PIL import Image
 
 from burstjdd.errors import DataError
@@ -240,19 +241,6 @@ def test_a_fifo_is_refused_not_read(tmp_path):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height RGB pixels, with no pixel data."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("width, height, words", [
     (20000, 20000, "400,000,000 pixels, more than the 67,108,864"),  # Pillow's bomb error
     (9000, 9000, "9000x9000 pixels, more than the 67,108,864"),      # under Pillow's limit
@@ -263,7 +251,7 @@ def test_images_beyond_the_pixel_limit_are_refused_from_their_header(tmp_path, w
 
     (tmp_path / "set").mkdir()
     path = tmp_path / "set" / "huge.png"
-    path.write_bytes(_png_header(width, height))
+    path.write_bytes(png_header(width, height))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no DecompressionBombWarning either
         with pytest.raises(DataError, match=f"huge.png: {words}"):
