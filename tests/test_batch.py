@@ -140,7 +140,7 @@ def test_failed_bursts_are_summarised_one_line_each_and_the_rest_are_restored(ro
     errors = captured.err.strip().splitlines()
     assert [line.split(":")[1:3] for line in errors] == [
         [" error", " burst b2"], [" error", " burst corrupt"], [" error", " burst truncated"]]
-    assert "output path is a folder" in errors[0] and "not a readable raw" in errors[1]
+    assert "output path is a directory" in errors[0] and "not a readable raw" in errors[1]
     assert "Traceback" not in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["b0.png", "b1.png", "b2.png"]
 

@@ -133,19 +133,11 @@ def rank_device(requested: str, ctx: DistContext) -> str:
     return f"cuda:{ctx.local_rank}"
 
 
-def check_output_folder(out_dir: Path) -> None:
-    """ConfigError when ``out_dir`` exists and is not a folder (a file, a FIFO, a device)."""
-    if os.path.lexists(out_dir) and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a folder; with --batch, -o names the "
-                          f"output folder")
-
-
 def prepare_output_folder(out_dir: Path) -> None:
     """Create ``out_dir`` as needed and check that files can be written in it (before any
     burst is restored); ConfigError/PermissionError naming it otherwise."""
     import tempfile
 
-    check_output_folder(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -180,16 +172,6 @@ def restore_one(restorer: Restorer, inputs: Any, output: Path, *, space: str,
     return burst, image
 
 
-def _blocked(path: Path) -> str | None:
-    """Why an output path that exists but is not a file cannot be written, else None."""
-    from burstjdd.raw.files import special_file
-
-    if path.is_dir():
-        return f"{path}: output path is a folder"
-    kind = special_file(path)
-    return f"{path}: output path is {kind}" if kind else None
-
-
 def restore_batch(restorer: Restorer, jobs: Sequence[Job], out_dir: Path, ext: str, *,
                   space: str = "srgb", ref: int | str | None = None,
                   noise: NoiseLevel | None = None, progress: bool = True,
@@ -199,15 +181,18 @@ def restore_batch(restorer: Restorer, jobs: Sequence[Job], out_dir: Path, ext: s
     memory); anything else is a bug and propagates, as does KeyboardInterrupt."""
     from tqdm import tqdm
 
+    from burstjdd.raw.files import check_replaceable
+
     summary = Summary()
     for job in tqdm(jobs, desc=desc, unit="burst", disable=not progress):
         output = out_dir / f"{job.name}.{ext}"
         if os.path.lexists(output):
-            reason = _blocked(output)
-            if reason is None:
-                summary.skipped += 1
+            try:
+                check_replaceable(output)  # a folder or a FIFO there is a failure, not done
+            except OSError as exc:
+                summary.failed.append((job.name, str(exc)))
             else:
-                summary.failed.append((job.name, reason))
+                summary.skipped += 1
             continue
         try:
             restore_one(restorer, job.source, output, space=space, ref=ref, noise=noise,
@@ -227,6 +212,7 @@ def run_batch(args: argparse.Namespace) -> int:
     share with one model, print the summary (and each failure on stderr); 2 if any failed."""
     import sys
 
+    from burstjdd.eval.outputs import require_folder
     from burstjdd.raw.noise import parse_noise
     from burstjdd.restore import Restorer
     from burstjdd.train.distributed import from_env
@@ -237,8 +223,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if fmt == "png" and args.space == "linear":
         raise ConfigError("--format png is 8-bit sRGB only; use tif, npy or dng with "
                           "--space linear")
-    out_dir = Path(args.output)
-    check_output_folder(out_dir)
+    out_dir = require_folder(args.output)
     ctx = from_env()
     jobs = rank_share(find_bursts(args.inputs[0], exclude=out_dir), ctx)
     noise = parse_noise(args.noise) if args.noise is not None else None

@@ -117,22 +117,17 @@ def check_size(size: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     from burstjdd.eval.baselines import bilinear, hdrplus_dmn, temporal_mean
-    from burstjdd.errors import ConfigError
     from burstjdd.eval.metrics import protocol_srgb, psnr
-    from burstjdd.eval.outputs import NewPaths
+    from burstjdd.eval.outputs import NewPaths, require_folder
     from burstjdd.models.classical import ClassicalJDDB
-    from burstjdd.raw.files import check_replaceable, special_file
+    from burstjdd.raw.files import check_replaceable
     from burstjdd.raw.writers import write_image, write_png
     from burstjdd.restore import Restorer
 
     check_size(args.size)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: -o must be a folder (for demo.png and restored-<model>.png), "
-                          f"and this is {special_file(out) or 'a file'}; give a folder name")
+    out = require_folder(args.output)  # for demo.png and restored-<model>.png
     restorer = Restorer.from_pretrained(args.model, device=args.device,  # fails fast
                                         strength=args.strength, precision=args.precision)
     learned = not isinstance(restorer.model, ClassicalJDDB)

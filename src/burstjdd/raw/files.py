@@ -57,8 +57,9 @@ _SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a char
 
 def special_file(path: PathLike) -> str | None:
     """What ``path`` is when it exists but is neither a regular file nor a folder (e.g. "a named
-    pipe (FIFO)", "a character device", "a symbolic link loop"), else None. Reading such a path can block forever (a
-    FIFO nobody writes to) or never end (/dev/zero), so every reader refuses them first."""
+    pipe (FIFO)", "a character device", "a symbolic link loop"), else None. Reading such a path
+    can block forever (a FIFO nobody writes to) or never end (/dev/zero), so every reader
+    refuses them first."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:  # missing or unreadable: the reader says so; a loop never resolves

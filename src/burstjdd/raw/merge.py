@@ -92,19 +92,13 @@ def _span(origins: Tensor, size: int) -> Tensor:
 
 
 def _gather(img: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """Tiles img[c, rows[i, j, u], cols[i, j, v]] -> (C, Ky, Kx, S, S), coordinates clamped to
-    the image (edge replicate). img (C, h, w); rows, cols (Ky, Kx, S) long."""
-    h, w = img.shape[-2:]
-    index = rows.clamp(0, h - 1)[..., :, None] * w + cols.clamp(0, w - 1)[..., None, :]
-    return img.flatten(-2)[:, index]
-
-
-def _gather_batch(img: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """Tiles of a batch of images, each with its own coordinates, clamped to the image (edge
-    replicate): img (B, h, w); rows, cols (B, Ky, Kx, S) long -> (B, Ky, Kx, S, S)."""
+    """Tiles of a batch of images, coordinates clamped to the image (edge replicate): img
+    (B, h, w); rows, cols (B, Ky, Kx, S) long, or (1, Ky, Kx, S) for the same tiles of every
+    image -> (B, Ky, Kx, S, S)."""
     b, h, w = img.shape
     index = rows.clamp(0, h - 1)[..., :, None] * w + cols.clamp(0, w - 1)[..., None, :]
-    return img.reshape(b, h * w).gather(1, index.reshape(b, -1)).view(index.shape)
+    flat = index.reshape(index.shape[0], -1).expand(b, -1)  # shared coordinates: no copy
+    return img.reshape(b, h * w).gather(1, flat).view(b, *index.shape[1:])
 
 
 def _costs(
@@ -124,11 +118,11 @@ def _costs(
     n = 2 * radius + 1
     ky, kx = len(oy), len(ox)
     ry, rx = _span(oy, tile), _span(ox, tile)  # (Ky, T), (Kx, T)
-    ref_tiles = _gather_batch(ref, ry[None, :, None].expand(b, ky, kx, tile),
-                              rx[None, None].expand(b, ky, kx, tile))  # (B, Ky, Kx, T, T)
+    ref_tiles = _gather(ref, ry[None, :, None].expand(1, ky, kx, tile),
+                        rx[None, None].expand(1, ky, kx, tile))  # (B, Ky, Kx, T, T)
     ay = _span(oy - radius, tile + n - 1)[:, None] + guess[..., 0, None]  # (B, Ky, Kx, T+n-1)
     ax = _span(ox - radius, tile + n - 1)[None] + guess[..., 1, None]
-    alt_tiles = _gather_batch(alt, ay, ax)  # (B, Ky, Kx, T + n - 1, T + n - 1)
+    alt_tiles = _gather(alt, ay, ax)  # (B, Ky, Kx, T + n - 1, T + n - 1)
     ref_rows, ref_cols = (ry >= 0) & (ry < h), (rx >= 0) & (rx < w)  # (Ky, T), (Kx, T)
     alt_rows, alt_cols = (ay >= 0) & (ay < h), (ax >= 0) & (ax < w)
     col_mask = (ref_cols[:, None] & alt_cols.unfold(-1, tile, 1)).to(ref)  # (B, Ky, Kx, n, T)
@@ -293,7 +287,8 @@ def hdrplus_merge(
     rows, cols = _span(oy, tile).clamp(0, h - 1), _span(ox, tile).clamp(0, w - 1)  # (K, T)
 
     def tiles_of(frame: Tensor, disp: Tensor) -> Tensor:  # -> (4, Ky, Kx, T, T)
-        return _gather(frame, rows[:, None] + disp[..., :1], cols[None] + disp[..., 1:])
+        return _gather(frame, (rows[:, None] + disp[..., :1])[None],
+                       (cols[None] + disp[..., 1:])[None])
 
     ref_tiles = tiles_of(planes[ref], zero)
     var_tiles = tiles_of(pack(var.to(raw)[None])[0], zero)  # (4, Ky, Kx, T, T)
